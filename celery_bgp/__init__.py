@@ -1,0 +1,48 @@
+"""celery-bgp: typed background commands and tracked jobs on Celery.
+
+Commands (from nventive BackgroundProcessing) map to real Celery tasks; Celery
+signals feed an event repository that tells where each command is in its life.
+"""
+from __future__ import annotations
+
+from .commands import BackgroundCommand, Command, command_name, new_command_id
+from .events import CommandEvent, ErrorInfo, EventRepository, EventStatus
+from .exceptions import (
+    BGPError,
+    HandlerAlreadyRegistered,
+    ImproperlyConfigured,
+    InvalidCommand,
+    MissingExtra,
+    NoHandlerRegistered,
+    PayloadTooLarge,
+)
+from .handlers import CommandHandler, handler
+from .pipeline import DispatchContext, ProcessContext
+from .priority import Priority
+from .processing import BackgroundProcessing
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BGPError",
+    "BackgroundCommand",
+    "BackgroundProcessing",
+    "Command",
+    "CommandEvent",
+    "CommandHandler",
+    "DispatchContext",
+    "ErrorInfo",
+    "EventRepository",
+    "EventStatus",
+    "HandlerAlreadyRegistered",
+    "ImproperlyConfigured",
+    "InvalidCommand",
+    "MissingExtra",
+    "NoHandlerRegistered",
+    "PayloadTooLarge",
+    "Priority",
+    "ProcessContext",
+    "command_name",
+    "handler",
+    "new_command_id",
+]

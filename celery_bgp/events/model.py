@@ -1,0 +1,144 @@
+"""The command event: what happened to a command, when, and with which error.
+
+Events are ordered by the command's life, not by when a write landed: the later
+Celery attempt first (a retry's next attempt can start in another process before
+the RETRYING event of the previous one is written), then the newest timestamp, and
+on equal timestamps the later stage of the life (the seed's "timestamp desc, then
+status desc").
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import traceback as tb_module
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["CommandEvent", "ErrorInfo", "EventStatus", "newest_first"]
+
+
+class EventStatus(str, enum.Enum):
+    """Stages of a command's life. Stored by name."""
+
+    DISPATCHED = "DISPATCHED"
+    PROCESSING = "PROCESSING"
+    RETRYING = "RETRYING"
+    PROCESSED = "PROCESSED"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def rank(self) -> int:
+        """Position in the life; breaks timestamp ties (higher = later)."""
+        return _RANK[self]
+
+    @property
+    def is_final(self) -> bool:
+        """True for PROCESSED, ERROR and CANCELLED."""
+        return self in (EventStatus.PROCESSED, EventStatus.ERROR, EventStatus.CANCELLED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_RANK = {status: i for i, status in enumerate(EventStatus, start=1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorInfo:
+    """An exception as data: type (qualified), message and formatted traceback."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, traceback: Any = None) -> ErrorInfo:
+        """Build from an exception; ``traceback`` may be a traceback object or text."""
+        exc_type = type(exc)
+        name = exc_type.__qualname__
+        if exc_type.__module__ not in ("builtins", "__main__"):
+            name = f"{exc_type.__module__}.{name}"
+        if traceback is None:
+            traceback = exc.__traceback__
+        if traceback is not None and not isinstance(traceback, str):
+            traceback = "".join(tb_module.format_exception(exc_type, exc, traceback))
+        return cls(type=name, message=str(exc), traceback=traceback or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandEvent:
+    """One step in a command's life.
+
+    ``command`` (the JSON payload) is carried by the DISPATCHED and PROCESSING
+    events; the others name the command only, to keep the store small.
+    """
+
+    command_id: str
+    status: EventStatus
+    timestamp: datetime
+    command_name: str | None = None
+    command: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    worker: str | None = None
+    retries: int = 0
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, EventStatus):
+            object.__setattr__(self, "status", EventStatus(self.status))
+        if self.timestamp.tzinfo is None:
+            raise ValueError("CommandEvent.timestamp must be timezone-aware")
+
+    @property
+    def sort_key(self) -> tuple[int, datetime, int]:
+        """Key for oldest-first order (attempt, time, stage); reverse it for newest first."""
+        return (self.retries, self.timestamp, self.status.rank)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (timestamps as ISO 8601 in UTC)."""
+        data: dict[str, Any] = {
+            "command_id": self.command_id,
+            "status": self.status.value,
+            "timestamp": self.timestamp.astimezone(timezone.utc).isoformat(),
+        }
+        for name in ("command_name", "command", "worker", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.retries:
+            data["retries"] = self.retries
+        if self.error is not None:
+            data["error"] = dataclasses.asdict(self.error)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CommandEvent:
+        """Inverse of :meth:`to_dict`."""
+        error = data.get("error")
+        return cls(
+            command_id=data["command_id"],
+            status=EventStatus(data["status"]),
+            timestamp=datetime.fromisoformat(data["timestamp"]),
+            command_name=data.get("command_name"),
+            command=data.get("command"),
+            error=ErrorInfo(**error) if error else None,
+            worker=data.get("worker"),
+            retries=int(data.get("retries", 0)),
+            reason=data.get("reason"),
+        )
+
+    def to_json(self) -> str:
+        """Compact JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> CommandEvent:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+def newest_first(events: list[CommandEvent]) -> list[CommandEvent]:
+    """Sort events newest first, later life stage first on equal timestamps."""
+    return sorted(events, key=lambda e: e.sort_key, reverse=True)

@@ -1,0 +1,78 @@
+"""Redis event repository: one list per command, appended atomically.
+
+``RPUSH`` is atomic, so concurrent writers never lose an event, and a batch of
+events costs one pipelined round trip (``RPUSH`` + ``PEXPIRE`` per command).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..extras import require
+from .model import CommandEvent, newest_first
+from .repository import DEFAULT_EXPIRY, EventRepository, group_by_command, parse_expiry
+
+__all__ = ["RedisEventRepository"]
+
+_OWN_OPTIONS = ("expiry", "prefix")
+
+
+class RedisEventRepository(EventRepository):
+    """Events in Redis lists under ``<prefix>:<command id>``."""
+
+    def __init__(
+        self,
+        client: Any,
+        expiry: float | None = DEFAULT_EXPIRY,
+        prefix: str = "bgp:events",
+    ) -> None:
+        self.client = client
+        self.expiry = expiry
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisEventRepository:
+        """``redis://host:port/db?expiry=600&prefix=bgp:events``.
+
+        Other query options (``socket_timeout`` ...) go to redis-py unchanged.
+        """
+        redis = require("redis", "redis", "The Redis event repository")
+        parts = urlsplit(url)
+        own: dict[str, Any] = {
+            "expiry": options.get("expiry", DEFAULT_EXPIRY),
+            "prefix": options.get("prefix", "bgp:events"),
+        }
+        passthrough = []
+        for key, value in parse_qsl(parts.query):
+            if key in _OWN_OPTIONS:
+                own[key] = value
+            else:
+                passthrough.append((key, value))
+        client_url = urlunsplit(parts._replace(query=urlencode(passthrough)))
+        client_kwargs = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        client_kwargs.update(options.get("client_options", {}))
+        client = redis.Redis.from_url(client_url, **client_kwargs)
+        return cls(client, expiry=parse_expiry(own["expiry"]), prefix=own["prefix"])
+
+    def key(self, command_id: str) -> str:
+        """Redis key holding a command's events."""
+        return f"{self.prefix}:{command_id}"
+
+    def add_many(self, events: Sequence[CommandEvent]) -> None:
+        if not events:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for command_id, group in group_by_command(events).items():
+            key = self.key(command_id)
+            pipe.rpush(key, *(event.to_json() for event in group))
+            if self.expiry is not None:
+                pipe.pexpire(key, int(self.expiry * 1000))
+        pipe.execute()
+
+    def all(self, command_id: str) -> list[CommandEvent]:
+        raw = self.client.lrange(self.key(command_id), 0, -1)
+        return newest_first([CommandEvent.from_json(item) for item in raw])
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,205 @@
+"""Celery signal receivers that turn a command task's life into events.
+
+Publisher side: ``before_task_publish`` stamps the dispatch time into the message
+(taken *before* sending, as the seed does) and ``after_task_publish`` records
+DISPATCHED once the broker accepted it. Worker side: prerun, success, failure,
+retry, revoked and unknown-task record the rest. Worker events are never dated
+before the dispatch stamp, so the order survives clock skew and racing writes.
+Receivers are module-level and connected once, whatever the number of instances.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from celery import signals
+from celery.exceptions import Reject
+
+from .commands import utcnow
+from .events.model import CommandEvent, ErrorInfo, EventStatus
+from .events.recorder import flush_all
+from .tasks import CommandTask
+
+if TYPE_CHECKING:
+    from .processing import BackgroundProcessing
+
+__all__ = ["DISPATCHED_AT", "INSTANCE", "connect", "register_instance"]
+
+#: Message header naming the owning instance (publish-side signals get no app).
+INSTANCE = "bgp"
+#: Message header with the dispatch time, seconds since the epoch.
+DISPATCHED_AT = "bgp_dispatched_at"
+
+_instances: weakref.WeakValueDictionary[str, BackgroundProcessing] = (
+    weakref.WeakValueDictionary()
+)
+_connected = False
+_connect_lock = threading.Lock()
+_ONE_TICK = timedelta(microseconds=1)
+
+
+def register_instance(bgp: BackgroundProcessing) -> None:
+    """Make ``bgp`` the owner of messages whose ``bgp`` header is its name."""
+    _instances[bgp.name] = bgp
+    connect()
+
+
+def instance_named(name: Any) -> BackgroundProcessing | None:
+    """The live instance called ``name``; else this process's only instance, if one."""
+    found = _instances.get(name) if isinstance(name, str) else None
+    if found is None:
+        live = list(_instances.values())
+        if len(live) == 1:
+            return live[0]
+    return found
+
+
+def connect() -> None:
+    """Connect the receivers (idempotent)."""
+    global _connected
+    with _connect_lock:
+        if _connected:
+            return
+        signals.before_task_publish.connect(_before_publish, weak=False)
+        signals.after_task_publish.connect(_after_publish, weak=False)
+        signals.task_prerun.connect(_prerun, weak=False)
+        signals.task_success.connect(_success, weak=False)
+        signals.task_failure.connect(_failure, weak=False)
+        signals.task_retry.connect(_retry, weak=False)
+        signals.task_revoked.connect(_revoked, weak=False)
+        signals.task_unknown.connect(_unknown, weak=False)
+        signals.worker_process_shutdown.connect(_flush, weak=False)
+        signals.worker_shutdown.connect(_flush, weak=False)
+        _connected = True
+
+
+def _flush(**_: Any) -> None:
+    flush_all(10.0)
+
+
+# -- publisher side -------------------------------------------------------------------
+
+
+def _before_publish(headers: dict | None = None, **_: Any) -> None:
+    if headers and INSTANCE in headers:
+        headers[DISPATCHED_AT] = utcnow().timestamp()
+
+
+def _after_publish(sender: str | None = None, headers: dict | None = None, body: Any = None,
+                   **_: Any) -> None:
+    if not headers or INSTANCE not in headers or headers.get("retries"):
+        return  # not a command, or a retry (already recorded as RETRYING)
+    bgp = instance_named(headers[INSTANCE])
+    if bgp is None:
+        return
+    stamp = headers.get(DISPATCHED_AT)
+    when = datetime.fromtimestamp(stamp, timezone.utc) if stamp else utcnow()
+    bgp.record(CommandEvent(
+        command_id=headers["id"],
+        status=EventStatus.DISPATCHED,
+        timestamp=when,
+        command_name=bgp.command_name_for_task(sender),
+        command=_payload(body),
+    ))
+
+
+def _payload(body: Any) -> dict | None:
+    try:
+        payload = body[0][0]
+    except (TypeError, IndexError, KeyError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+# -- worker side ----------------------------------------------------------------------
+
+
+def worker_timestamp(request: Any) -> datetime:
+    """Now, but never earlier than the dispatch stamp carried by the message."""
+    now = utcnow()
+    stamp = getattr(request, DISPATCHED_AT, None) if request is not None else None
+    if stamp:
+        floor = datetime.fromtimestamp(stamp, timezone.utc) + _ONE_TICK
+        if floor > now:
+            return floor
+    return now
+
+
+def _event(task: CommandTask, status: EventStatus, request: Any = None,
+           **fields: Any) -> CommandEvent:
+    request = request if request is not None else task.request
+    return CommandEvent(
+        command_id=fields.pop("command_id", None) or request.id,
+        status=status,
+        timestamp=worker_timestamp(request),
+        command_name=task.command_name,
+        worker=getattr(request, "hostname", None),
+        retries=getattr(request, "retries", 0) or 0,
+        **fields,
+    )
+
+
+def _prerun(sender: Any = None, task_id: str | None = None, args: Any = None, **_: Any) -> None:
+    if isinstance(sender, CommandTask):
+        payload = args[0] if args and isinstance(args[0], dict) else None
+        sender.bgp.record(_event(sender, EventStatus.PROCESSING, command_id=task_id,
+                                 command=payload))
+
+
+def _success(sender: Any = None, **_: Any) -> None:
+    if isinstance(sender, CommandTask):
+        sender.bgp.record(_event(sender, EventStatus.PROCESSED))
+
+
+def _failure(sender: Any = None, task_id: str | None = None, exception: Any = None,
+             einfo: Any = None, **_: Any) -> None:
+    if isinstance(sender, CommandTask) and exception is not None:
+        if isinstance(exception, Reject):
+            return  # the processor already recorded why (e.g. an invalid payload)
+        text = getattr(einfo, "traceback", None)
+        sender.bgp.record(_event(sender, EventStatus.ERROR, command_id=task_id,
+                                 error=ErrorInfo.from_exception(exception, text)))
+
+
+def _retry(sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None,
+           **_: Any) -> None:
+    if not isinstance(sender, CommandTask):
+        return
+    exc = getattr(einfo, "exception", None)
+    if isinstance(reason, BaseException):
+        exc = reason
+    exc = getattr(exc, "exc", None) or exc  # celery.exceptions.Retry wraps the cause
+    error = ErrorInfo.from_exception(exc, getattr(einfo, "traceback", None)) if exc else None
+    sender.bgp.record(_event(sender, EventStatus.RETRYING, request=request, error=error,
+                             reason=str(reason) if reason is not None else None))
+
+
+def _revoked(sender: Any = None, request: Any = None, terminated: bool = False,
+             expired: bool = False, signum: Any = None, **_: Any) -> None:
+    if not isinstance(sender, CommandTask) or request is None:
+        return
+    reason = "expired" if expired else ("terminated" if terminated else "revoked")
+    if terminated and signum:
+        reason = f"terminated by signal {signum}"
+    sender.bgp.record(_event(sender, EventStatus.CANCELLED, request=request, reason=reason))
+
+
+def _unknown(name: str | None = None, id: str | None = None, message: Any = None,
+             **_: Any) -> None:
+    headers = getattr(message, "headers", None) or {}
+    bgp = instance_named(headers.get(INSTANCE))
+    if bgp is None or not id:
+        return
+    bgp.record(CommandEvent(
+        command_id=id,
+        status=EventStatus.ERROR,
+        timestamp=utcnow(),
+        command_name=bgp.command_name_for_task(name),
+        error=ErrorInfo(
+            type="celery_bgp.exceptions.NoHandlerRegistered",
+            message=f"unknown command type: no handler for task {name!r} in this worker; "
+                    "the message was rejected",
+        ),
+    ))
