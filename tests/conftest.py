@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 
 import pytest
@@ -17,8 +18,10 @@ from tests.helpers.servers import (
 )
 from tests.helpers.workers import WorkerProcess
 
-# Redis databases the suite owns (flushed at session start).
-BROKER_DB, BACKEND_DB, EVENTS_DB, SINK_DB = 10, 11, 12, 13
+# Redis databases the suite owns (flushed at session start). BGP_TEST_REDIS_DB_BASE moves
+# them, so two checkouts can run their suites side by side on one Redis.
+_BASE = int(os.environ.get("BGP_TEST_REDIS_DB_BASE", "10"))
+BROKER_DB, BACKEND_DB, EVENTS_DB, SINK_DB = _BASE, _BASE + 1, _BASE + 2, _BASE + 3
 
 
 @pytest.fixture(scope="session")
