@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import pydantic
+import pydantic_core
 
 from .exceptions import ImproperlyConfigured, InvalidCommand, PayloadTooLarge
 
@@ -138,7 +139,7 @@ def encode_command(command: Any, max_bytes: int | None = None) -> dict[str, Any]
     check_command_type(type(command))
     try:
         payload = _adapter(type(command)).dump_python(command, mode="json")
-    except pydantic.PydanticSerializationError as exc:
+    except pydantic_core.PydanticSerializationError as exc:
         raise InvalidCommand(
             f"{type(command).__qualname__} has a field that cannot be encoded as JSON: {exc}"
         ) from None

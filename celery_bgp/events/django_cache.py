@@ -3,8 +3,11 @@
 The cache API has no atomic append, so each event claims its own slot key with
 ``cache.add`` (atomic "set if absent" in every Django backend: locmem, Redis,
 Memcached, database). Concurrent writers therefore never overwrite each other; a
-shared counter key is only a hint of where free slots start. Expiry is sliding: an
-add touches the command's earlier slots.
+shared counter key is only a hint of where free slots start.
+
+Expiry is per event: each slot lives ``expiry`` seconds after it was written.
+(Sliding it per command would mean touching every earlier slot on each add, a
+quadratic cost the cache API cannot batch.) Readers skip slots the cache evicted.
 """
 from __future__ import annotations
 
@@ -73,19 +76,19 @@ class DjangoCacheEventRepository(EventRepository):
         while not cache.add(self._slot(command_id, n), text, self.expiry):
             n += 1
         cache.set(self._hint(command_id), n + 1, self.expiry)
-        if self.expiry is not None:
-            for earlier in range(n):
-                cache.touch(self._slot(command_id, earlier), self.expiry)
 
     def all(self, command_id: str) -> list[CommandEvent]:
         cache = self.cache
+        claimed = cache.get(self._hint(command_id)) or 0
         found: list[CommandEvent] = []
         start = 0
         while True:
             keys = [self._slot(command_id, n) for n in range(start, start + _CHUNK)]
             values = cache.get_many(keys)
             found.extend(CommandEvent.from_json(values[k]) for k in keys if k in values)
-            if keys[-1] not in values:
-                break  # slots are claimed in order: a free last slot ends the list
             start += _CHUNK
+            # Past the claimed count, a chunk that ends on a free slot ends the list;
+            # below it, gaps (a cache that evicted a slot) are skipped, not trusted.
+            if start >= claimed and keys[-1] not in values:
+                break
         return newest_first(found)
