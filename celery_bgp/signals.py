@@ -38,6 +38,8 @@ _instances: weakref.WeakValueDictionary[str, BackgroundProcessing] = (
 _connected = False
 _connect_lock = threading.Lock()
 _ONE_TICK = timedelta(microseconds=1)
+#: Seconds a stopping worker waits for queued events (longer if the store is down).
+SHUTDOWN_FLUSH_TIMEOUT = 5.0
 
 
 def register_instance(bgp: BackgroundProcessing) -> None:
@@ -76,7 +78,7 @@ def connect() -> None:
 
 
 def _flush(**_: Any) -> None:
-    flush_all(10.0)
+    flush_all(SHUTDOWN_FLUSH_TIMEOUT)
 
 
 # -- publisher side -------------------------------------------------------------------

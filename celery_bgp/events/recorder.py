@@ -2,7 +2,8 @@
 
 In ``background`` mode (the default) an event is queued and a writer thread sends
 batches with :meth:`EventRepository.add_many`, so a dispatch or a task never waits
-for a round trip and bursts share one. A failing backend is retried for a while
+for a round trip and bursts share one (the writer lingers ``linger`` seconds after
+the first event of a batch). A failing backend is retried for a while
 (events catch up when it returns), then the batch is dropped, logged and counted.
 ``sync`` mode writes inline (still never raising), for tests and for processes that
 must not keep a thread.
@@ -48,6 +49,7 @@ class EventRecorder:
         mode: str = "background",
         *,
         batch_size: int = 500,
+        linger: float = 0.005,
         max_pending: int = 100_000,
         retry_for: float = 30.0,
     ) -> None:
@@ -57,6 +59,7 @@ class EventRecorder:
         self._repository: EventRepository | None = None
         self.mode = mode
         self.batch_size = batch_size
+        self.linger = linger
         self.max_pending = max_pending
         self.retry_for = retry_for
         self.stats = RecorderStats()
@@ -121,11 +124,17 @@ class EventRecorder:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            batch = [first]
+            batch = [self._queue.get()]
+            # Linger a few ms so a burst (or PROCESSING + PROCESSED of a fast task)
+            # shares one round trip; the first event's wait bounds the added latency.
+            deadline = time.monotonic() + self.linger
             while len(batch) < self.batch_size:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    remaining = deadline - time.monotonic()
+                    if remaining > 0:
+                        batch.append(self._queue.get(timeout=remaining))
+                    else:
+                        batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:

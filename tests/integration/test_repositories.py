@@ -123,23 +123,17 @@ def test_redis_expiry_is_sliding(redis_base):
 def test_redis_batch_is_one_round_trip(redis_base):
     url = f"{redis_base}/{EVENTS_DB}?prefix=rt-{uuid.uuid4().hex[:6]}"
     repo = repository_from_url(url)
-    sent = []
-    original = repo.client.pipeline
+    calls = []
+    script = repo._append
 
-    def counting_pipeline(*args, **kwargs):
-        pipe = original(*args, **kwargs)
-        execute = pipe.execute
+    def counted(keys, args):
+        calls.append(len(keys))
+        return script(keys=keys, args=args)
 
-        def counted():
-            sent.append(len(pipe.command_stack))
-            return execute()
-
-        pipe.execute = counted
-        return pipe
-
-    repo.client.pipeline = counting_pipeline
+    repo._append = counted
     repo.add_many([ev(f"c{i % 10}", S.PROCESSING, i) for i in range(100)])
-    assert sent == [20]  # one RPUSH + one PEXPIRE per command, one execute
+    assert calls == [10]  # one script call for ten commands' hundred events
+    assert all(len(repo.all(f"c{i}")) == 10 for i in range(10))
 
 
 def test_django_cache_events_expire_after_their_write_and_gaps_are_skipped():

@@ -1,0 +1,45 @@
+"""Worker app for benchmarks/overhead.py: one plain task and one equivalent command."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+from celery_bgp import BackgroundCommand, BackgroundProcessing
+
+BROKER = os.environ.get("BGP_BENCH_BROKER", "redis://127.0.0.1:6379/5")
+EVENTS = os.environ.get("BGP_BENCH_EVENTS", "redis://127.0.0.1:6379/6")
+COUNTER = os.environ.get("BGP_BENCH_COUNTER", "redis://127.0.0.1:6379/7")
+
+app = Celery("bench", broker=BROKER)
+app.conf.update(task_default_queue="bench", worker_hijack_root_logger=False,
+                task_ignore_result=True)
+bgp = BackgroundProcessing(app, event_repository=EVENTS)
+_counter = None
+
+
+def count(key: str) -> None:
+    """The same side effect for both: one INCR, so the finish line is observable."""
+    global _counter
+    if _counter is None:
+        _counter = redis.Redis.from_url(COUNTER)
+    _counter.incr(key)
+
+
+@app.task(name="bench.plain")
+def plain(payload: dict) -> None:
+    count(payload["key"])
+
+
+@dataclass
+class BenchCommand(BackgroundCommand):
+    key: str
+    text: str
+    number: int
+
+
+@bgp.handler(BenchCommand)
+def handle(command: BenchCommand) -> None:
+    count(command.key)
