@@ -16,7 +16,8 @@ COUNTER = os.environ.get("BGP_BENCH_COUNTER", "redis://127.0.0.1:6379/7")
 app = Celery("bench", broker=BROKER)
 app.conf.update(task_default_queue="bench", worker_hijack_root_logger=False,
                 task_ignore_result=True)
-bgp = BackgroundProcessing(app, event_repository=EVENTS)
+bgp = BackgroundProcessing(app, event_repository=EVENTS,
+                           event_write=os.environ.get("BGP_BENCH_EVENT_WRITE", "background"))
 _counter = None
 
 

@@ -90,6 +90,17 @@ def command_name(command_type: type) -> str:
 
 def check_command_type(command_type: Any) -> type:
     """Raise :class:`ImproperlyConfigured` unless ``command_type`` can be a command."""
+    if command_type in _checked:
+        return command_type
+    _check(command_type)
+    _checked.add(command_type)
+    return command_type
+
+
+_checked: set[type] = set()
+
+
+def _check(command_type: Any) -> None:
     if not isinstance(command_type, type):
         raise ImproperlyConfigured(f"a command type must be a class, got {command_type!r}")
     if dataclasses.is_dataclass(command_type):
@@ -116,7 +127,6 @@ def check_command_type(command_type: Any) -> type:
             f"{command_type.__qualname__} must have 'id' and 'timestamp' fields "
             "(derive from BackgroundCommand to get both)"
         )
-    return command_type
 
 
 def _field_names(command_type: type) -> set[str]:

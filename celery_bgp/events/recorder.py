@@ -49,7 +49,7 @@ class EventRecorder:
         mode: str = "background",
         *,
         batch_size: int = 500,
-        linger: float = 0.005,
+        linger: float = 0.01,
         max_pending: int = 100_000,
         retry_for: float = 30.0,
     ) -> None:
@@ -86,12 +86,13 @@ class EventRecorder:
         """Store ``event`` eventually; never raises."""
         if self._pid != os.getpid():
             self._reset()
-        with self._stats_lock:
-            self.stats.recorded += 1
         if self.mode == "sync":
+            with self._stats_lock:
+                self.stats.recorded += 1
             self._write([event], retry=False)
             return
         with self._cond:
+            self.stats.recorded += 1
             if self._pending >= self.max_pending:
                 self._count_dropped(1, "the write queue is full")
                 return
@@ -171,8 +172,13 @@ class EventRecorder:
 
     def _count_dropped(self, count: int, why: str) -> None:
         with self._stats_lock:
+            before = self.stats.dropped
             self.stats.dropped += count
-        logger.error("celery-bgp: dropped %d command event(s): %s", count, why)
+        if before == 0 or before // 1000 != self.stats.dropped // 1000:
+            logger.error(
+                "celery-bgp: dropped %d command event(s) (%d so far): %s",
+                count, self.stats.dropped, why,
+            )
 
 
 _live_recorders: weakref.WeakSet[EventRecorder] = weakref.WeakSet()
