@@ -31,6 +31,8 @@ __all__ = ["DISPATCHED_AT", "INSTANCE", "connect", "register_instance"]
 INSTANCE = "bgp"
 #: Message header with the dispatch time, seconds since the epoch.
 DISPATCHED_AT = "bgp_dispatched_at"
+#: Message header counting re-dispatches by hand of the same command id.
+REQUEUES = "bgp_requeues"
 
 _instances: weakref.WeakValueDictionary[str, BackgroundProcessing] = (
     weakref.WeakValueDictionary()
@@ -90,7 +92,7 @@ def _before_publish(headers: dict | None = None, **_: Any) -> None:
 
 
 def _after_publish(sender: str | None = None, headers: dict | None = None, body: Any = None,
-                   **_: Any) -> None:
+                   routing_key: str | None = None, **_: Any) -> None:
     if not headers or INSTANCE not in headers or headers.get("retries"):
         return  # not a command, or a retry (already recorded as RETRYING)
     bgp = instance_named(headers[INSTANCE])
@@ -104,6 +106,8 @@ def _after_publish(sender: str | None = None, headers: dict | None = None, body:
         timestamp=when,
         command_name=bgp.command_name_for_task(sender),
         command=_payload(body),
+        queue=routing_key,
+        requeues=int(headers.get(REQUEUES) or 0),
     ))
 
 
@@ -139,6 +143,7 @@ def _event(task: CommandTask, status: EventStatus, request: Any = None,
         command_name=task.command_name,
         worker=getattr(request, "hostname", None),
         retries=getattr(request, "retries", 0) or 0,
+        requeues=int(getattr(request, REQUEUES, 0) or 0),
         **fields,
     )
 

@@ -1,7 +1,7 @@
 """The command event: what happened to a command, when, and with which error.
 
 Events are ordered by the command's life, not by when a write landed: the later
-Celery attempt first (a retry's next attempt can start in another process before
+requeue (a command re-dispatched by hand keeps its id), then the later Celery attempt first (a retry's next attempt can start in another process before
 the RETRYING event of the previous one is written), then the newest timestamp, and
 on equal timestamps the later stage of the life (the seed's "timestamp desc, then
 status desc").
@@ -84,6 +84,8 @@ class CommandEvent:
     worker: str | None = None
     retries: int = 0
     reason: str | None = None
+    queue: str | None = None
+    requeues: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, EventStatus):
@@ -92,9 +94,15 @@ class CommandEvent:
             raise ValueError("CommandEvent.timestamp must be timezone-aware")
 
     @property
-    def sort_key(self) -> tuple[int, datetime, int]:
-        """Key for oldest-first order (attempt, time, stage); reverse it for newest first."""
-        return (self.retries, self.timestamp, self.status.rank)
+    def sort_key(self) -> tuple[int, int, datetime, int]:
+        """Key for oldest-first order (requeue, attempt, time, stage); reverse for newest first."""
+        return (self.requeues, self.retries, self.timestamp, self.status.rank)
+
+    @property
+    def order_text(self) -> str:
+        """:attr:`sort_key` as fixed-width text that sorts the same (for SQL columns)."""
+        stamp = self.timestamp.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+        return f"{self.requeues:06d}{self.retries:06d}{stamp}{self.status.rank:02d}"
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (timestamps as ISO 8601 in UTC)."""
@@ -103,12 +111,14 @@ class CommandEvent:
             "status": self.status.value,
             "timestamp": self.timestamp.astimezone(timezone.utc).isoformat(),
         }
-        for name in ("command_name", "command", "worker", "reason"):
+        for name in ("command_name", "command", "worker", "reason", "queue"):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
         if self.retries:
             data["retries"] = self.retries
+        if self.requeues:
+            data["requeues"] = self.requeues
         if self.error is not None:
             data["error"] = dataclasses.asdict(self.error)
         return data
@@ -127,6 +137,8 @@ class CommandEvent:
             worker=data.get("worker"),
             retries=int(data.get("retries", 0)),
             reason=data.get("reason"),
+            queue=data.get("queue"),
+            requeues=int(data.get("requeues", 0)),
         )
 
     def to_json(self) -> str:

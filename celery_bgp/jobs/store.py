@@ -1,0 +1,290 @@
+"""The job store contract: what the engine, the admin and the query API rely on.
+
+Two implementations ship: :class:`~celery_bgp.jobs.memory.MemoryJobStore` (tests,
+development) and the Django ORM store in ``celery_bgp.contrib.django``. Both pass the
+same contract suite (``tests/jobs/test_store_contract.py``).
+
+Atomicity the engine depends on:
+
+- :meth:`transition` and :meth:`add_continuation` on the same parent are serialized
+  (a row lock in SQL), so a continuation attached while its parent finishes is
+  either seen by the parent's transition or sees the parent's new state: never lost.
+- :meth:`transition` checks ``expected`` and the lock holder in the same atomic step
+  as the write (optimistic concurrency on the current state).
+- :meth:`acquire_lock` is atomic: two holders never both get a free lock.
+
+Commands (typed, dispatched with ``bgp.dispatch``) become jobs through
+:meth:`record_events`: each command event is a state, and the current state is the
+newest by the events' life order, whatever order the writes land in.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..events.model import CommandEvent, ErrorInfo, EventStatus
+from ..events.repository import EventRepository
+from ..exceptions import BGPError
+from .model import ContinuationRecord, JobRecord, LogRecord, On, StateRecord, Transition
+from .query import JobQuery
+
+__all__ = [
+    "EVENT_STATES",
+    "JobExists",
+    "JobNotFound",
+    "JobStore",
+    "JobStoreEvents",
+    "StateConflict",
+    "event_from_state",
+    "state_from_event",
+]
+
+
+class JobNotFound(BGPError, LookupError):
+    """No job with that id (in this store)."""
+
+
+class JobExists(BGPError):
+    """A job with that id already exists."""
+
+
+class StateConflict(BGPError):
+    """The job is not in an expected state, or another holder has its lock."""
+
+
+#: Command event status -> job state name.
+EVENT_STATES = {
+    EventStatus.DISPATCHED: "Enqueued",
+    EventStatus.PROCESSING: "Executing",
+    EventStatus.RETRYING: "Retrying",
+    EventStatus.PROCESSED: "Succeeded",
+    EventStatus.ERROR: "Failed",
+    EventStatus.CANCELLED: "Cancelled",
+}
+
+
+def state_from_event(event: CommandEvent) -> StateRecord:
+    """The job state that records a command event (the event is kept in its data)."""
+    data: dict[str, Any] = {"event": event.status.value, "order": event.order_text}
+    if event.retries:
+        data["retries"] = event.retries
+    if event.requeues:
+        data["requeues"] = event.requeues
+    if event.worker:
+        data["worker"] = event.worker
+    if event.error is not None:
+        data["exception_type"] = event.error.type
+        data["message"] = event.error.message
+        data["traceback"] = event.error.traceback
+    return StateRecord(EVENT_STATES[event.status], event.timestamp, event.reason, data)
+
+
+def event_from_state(job: JobRecord, state: StateRecord) -> CommandEvent | None:
+    """The command event a state records, or None for states the engine applied."""
+    status = state.data.get("event")
+    if status is None:
+        return None
+    error = None
+    if state.data.get("exception_type") is not None:
+        error = ErrorInfo(state.data["exception_type"], state.data.get("message", ""),
+                          state.data.get("traceback"))
+    return CommandEvent(
+        command_id=job.id,
+        status=EventStatus(status),
+        timestamp=state.elected,
+        command_name=job.name,
+        command=job.args[0] if status == "DISPATCHED" and job.args else None,
+        error=error,
+        worker=state.data.get("worker"),
+        retries=int(state.data.get("retries", 0)),
+        reason=state.reason,
+        queue=job.queue if status == "DISPATCHED" else None,
+        requeues=int(state.data.get("requeues", 0)),
+    )
+
+
+class JobStore(abc.ABC):
+    """Persistent jobs: records, state history, properties, data, logs, locks."""
+
+    # -- jobs and states ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create(self, job: JobRecord, initial: StateRecord,
+               properties: Mapping[str, Any] | None = None) -> None:
+        """Insert a job whose first state is ``initial`` (``job.state == initial.name``).
+
+        Raises :class:`JobExists` if the id is taken.
+        """
+
+    @abc.abstractmethod
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job, or None."""
+
+    @abc.abstractmethod
+    def states(self, job_id: str) -> list[StateRecord]:
+        """The state history, oldest first (by sequence)."""
+
+    @abc.abstractmethod
+    def transition(
+        self,
+        job_id: str,
+        state: StateRecord,
+        *,
+        expected: Collection[str] | None = None,
+        holder: str | None = None,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Transition:
+        """Apply ``state`` atomically and return what happened.
+
+        Raises :class:`JobNotFound`; raises :class:`StateConflict` if ``expected`` is
+        given and the current state is not in it, or if ``holder`` is given and
+        another holder has an unexpired lock. ``changes`` updates JobRecord fields
+        (``execution_id``, ``attempt``, ``worker``, ``result``, ``queue``,
+        ``priority``, ``options``) in the same step. The returned transition lists the
+        job's continuations (as parent) as registered at that moment.
+        """
+
+    # -- continuations -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_continuation(self, parent_id: str, child_id: str, on: On,
+                         delete_on_other: bool = False) -> str:
+        """Record a continuation; return the parent's current state, read atomically."""
+
+    @abc.abstractmethod
+    def continuations(self, parent_id: str) -> list[ContinuationRecord]:
+        """Continuations waiting on ``parent_id``."""
+
+    @abc.abstractmethod
+    def parents(self, child_id: str) -> list[ContinuationRecord]:
+        """Continuations ``child_id`` waits on."""
+
+    # -- locks -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def acquire_lock(self, job_id: str, holder: str, timeout: float) -> bool:
+        """Take the lock if free, expired or already ``holder``'s; False otherwise."""
+
+    @abc.abstractmethod
+    def heartbeat(self, job_id: str, holder: str, timeout: float) -> bool:
+        """Extend ``holder``'s lock by ``timeout`` seconds; False if not the holder."""
+
+    @abc.abstractmethod
+    def release_lock(self, job_id: str, holder: str) -> None:
+        """Release ``holder``'s lock (no-op if someone else holds it)."""
+
+    @abc.abstractmethod
+    def expired(self, now: datetime, states: Collection[str] = ("Executing",),
+                limit: int = 100) -> list[JobRecord]:
+        """Jobs in ``states`` whose lock expired before ``now`` (or that have none)."""
+
+    # -- properties, data, logs, actions ----------------------------------------------
+
+    @abc.abstractmethod
+    def set_properties(self, job_id: str, properties: Mapping[str, Any]) -> None:
+        """Set typed properties (text, int, float, bool, aware datetime)."""
+
+    @abc.abstractmethod
+    def properties(self, job_id: str) -> dict[str, Any]:
+        """All properties of a job."""
+
+    @abc.abstractmethod
+    def set_data(self, job_id: str, key: str, value: Any) -> None:
+        """Set one JSON data item."""
+
+    @abc.abstractmethod
+    def data(self, job_id: str) -> dict[str, Any]:
+        """All data items of a job."""
+
+    @abc.abstractmethod
+    def add_log(self, job_id: str, record: LogRecord) -> None:
+        """Append a log line."""
+
+    @abc.abstractmethod
+    def logs(self, job_id: str, limit: int = 1000) -> list[LogRecord]:
+        """Log lines, oldest first (the last ``limit``)."""
+
+    @abc.abstractmethod
+    def request_cancel(self, job_id: str) -> None:
+        """Ask a running job to stop (its cancellation token fires)."""
+
+    @abc.abstractmethod
+    def cancel_requested(self, job_id: str) -> bool:
+        """True once :meth:`request_cancel` was called for the current execution."""
+
+    # -- query and retention -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def search(self, query: JobQuery) -> list[JobRecord]:
+        """Jobs matching ``query``, ordered and paged as it says."""
+
+    @abc.abstractmethod
+    def count(self, query: JobQuery) -> int:
+        """Number of jobs matching ``query`` (order and paging ignored)."""
+
+    @abc.abstractmethod
+    def search_and_lock(self, query: JobQuery, holder: str, timeout: float) -> list[JobRecord]:
+        """Like :meth:`search`, skipping locked jobs, and lock what it returns."""
+
+    @abc.abstractmethod
+    def purge(self, states: Collection[str], before: datetime, environment: str | None = None,
+              batch_size: int = 1000) -> int:
+        """Delete jobs in ``states`` last modified before ``before``, batch by batch."""
+
+    def on_commit(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` once the surrounding transaction commits (now if there is none)."""
+        fn()
+
+    # -- command events ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def record_events(self, events: Sequence[CommandEvent], environment: str) -> None:
+        """Record command events as job states, creating command jobs as needed.
+
+        The current state becomes the state of the newest event by
+        :attr:`CommandEvent.sort_key` among all recorded for that job.
+        """
+
+    def events(self, command_id: str) -> list[CommandEvent]:
+        """The command events recorded for a job, newest first."""
+        job = self.get(command_id)
+        if job is None:
+            return []
+        found = [e for e in (event_from_state(job, s) for s in self.states(command_id)) if e]
+        return sorted(found, key=lambda e: e.sort_key, reverse=True)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+class JobStoreEvents(EventRepository):
+    """An :class:`EventRepository` view of a job store, for one environment.
+
+    ``event_repository="django-db://"`` uses it, so commands show up as jobs.
+    """
+
+    expiry = None
+
+    def __init__(self, store: JobStore, environment: str = "default") -> None:
+        self.store = store
+        self.environment = environment
+
+    def add_many(self, events: Sequence[CommandEvent]) -> None:
+        self.store.record_events(events, self.environment)
+
+    def all(self, command_id: str) -> list[CommandEvent]:
+        return self.store.events(command_id)
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    """Split ``items`` into lists of at most ``size``."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
