@@ -32,9 +32,10 @@ from .handlers import (
     iter_modules,
     spec_for,
 )
+from .jobs.support import JobsSupport
 from .pipeline import DispatchContext, Pipeline, ProcessContext
 from .priority import broker_priority
-from .settings import Settings, check_options, resolve_settings
+from .settings import DEFAULTS, Settings, check_options, resolve_settings
 from .tasks import CommandTask, make_task_run
 
 __all__ = ["BackgroundProcessing"]
@@ -46,8 +47,8 @@ def _default_factory(handler_class: type) -> Any:
     return handler_class()
 
 
-class BackgroundProcessing:
-    """Typed commands on a Celery app.
+class BackgroundProcessing(JobsSupport):
+    """Typed commands (and, with a job store, tracked jobs) on a Celery app.
 
     Arguments:
         app: the project's Celery app.
@@ -89,6 +90,7 @@ class BackgroundProcessing:
         bgp_signals.register_instance(self)
         signals.import_modules.connect(self._on_import_modules, sender=app, weak=False)
         app.bgp = self  # type: ignore[attr-defined]
+        self.job_task = self._install_jobs()
 
     def __repr__(self) -> str:
         return f"<BackgroundProcessing {self.name!r} on {self.app.main or 'celery'}>"
@@ -108,7 +110,8 @@ class BackgroundProcessing:
 
     def _build_repository(self):
         s = self.settings
-        return resolve_repository(s.event_repository, expiry=s.event_expiry)
+        return resolve_repository(s.event_repository, expiry=s.event_expiry,
+                                  environment=self.name)
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -361,8 +364,17 @@ class BackgroundProcessing:
     # -- events -------------------------------------------------------------------------
 
     def record(self, event: CommandEvent) -> None:
-        """Hand an event to the recorder (never raises)."""
+        """Hand an event to the recorder(s) (never raises)."""
         self.recorder.record(event)
+        jobs = self._job_recorder
+        if jobs is not None:
+            jobs.record(event)
+
+    def setting(self, name: str) -> Any:
+        """One raw setting, read now (without resolving and caching all of them)."""
+        if name in self._options:
+            return self._options[name]
+        return self.app.conf.get(f"bgp_{name}", DEFAULTS[name])
 
     def dispatcher_decorator(self, decorator: Callable) -> Callable:
         """Add a dispatcher decorator ``fn(context, call_next)`` (outermost first)."""

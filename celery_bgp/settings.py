@@ -8,6 +8,7 @@ use, after the project has had the chance to load it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from .events.repository import DEFAULT_EXPIRY, parse_expiry
@@ -22,6 +23,14 @@ DEFAULTS: dict[str, Any] = {
     "event_write": "background",
     "max_payload_bytes": 1024 * 1024,
     "handler_modules": (),
+    "job_store": None,
+    "job_modules": (),
+    "job_retry": None,
+    "job_lock_timeout": 60.0,
+    "job_on_worker_lost": "requeue",
+    "job_retention": 30 * 24 * 3600.0,
+    "job_log_level": "INFO",
+    "job_monitor_interval": 30.0,
 }
 
 
@@ -34,6 +43,14 @@ class Settings:
     event_write: str
     max_payload_bytes: int | None
     handler_modules: tuple[str, ...]
+    job_store: Any = None
+    job_modules: tuple[str, ...] = ()
+    job_retry: Any = None
+    job_lock_timeout: float = 60.0
+    job_on_worker_lost: str = "requeue"
+    job_retention: float | None = 30 * 24 * 3600.0
+    job_log_level: int = 20
+    job_monitor_interval: float = 30.0
 
 
 def check_options(options: dict[str, Any]) -> None:
@@ -54,14 +71,33 @@ def resolve_settings(options: dict[str, Any], conf: Any) -> Settings:
             values[name] = options[name]
         else:
             values[name] = conf.get(f"bgp_{name}", default)
-    modules = values["handler_modules"]
-    if isinstance(modules, str):
-        modules = [m.strip() for m in modules.split(",") if m.strip()]
+    modules = _names(values["handler_modules"])
     max_bytes = values["max_payload_bytes"]
+    if values["job_on_worker_lost"] not in ("requeue", "fail"):
+        raise ImproperlyConfigured("bgp_job_on_worker_lost is 'requeue' or 'fail'")
+    level = values["job_log_level"]
+    if isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+        if not isinstance(level, int):
+            raise ImproperlyConfigured(f"unknown bgp_job_log_level {values['job_log_level']!r}")
     return Settings(
         event_repository=values["event_repository"],
         event_expiry=parse_expiry(values["event_expiry"]),
         event_write=str(values["event_write"]),
         max_payload_bytes=None if max_bytes in (None, 0) else int(max_bytes),
         handler_modules=tuple(modules),
+        job_store=values["job_store"],
+        job_modules=tuple(_names(values["job_modules"])),
+        job_retry=values["job_retry"],
+        job_lock_timeout=float(values["job_lock_timeout"]),
+        job_on_worker_lost=values["job_on_worker_lost"],
+        job_retention=parse_expiry(values["job_retention"]),
+        job_log_level=level,
+        job_monitor_interval=float(values["job_monitor_interval"] or 0),
     )
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [m.strip() for m in value.split(",") if m.strip()]
+    return list(value or ())

@@ -1,10 +1,11 @@
 """The command event: what happened to a command, when, and with which error.
 
 Events are ordered by the command's life, not by when a write landed: the later
-requeue (a command re-dispatched by hand keeps its id), then the later Celery attempt first (a retry's next attempt can start in another process before
-the RETRYING event of the previous one is written), then the newest timestamp, and
-on equal timestamps the later stage of the life (the seed's "timestamp desc, then
-status desc").
+requeue first (a command re-dispatched by hand keeps its id), then the later Celery
+attempt (a retry's next attempt can start in another process before the RETRYING
+event of the previous one is written), then the newest timestamp, and on equal
+timestamps the later stage of the life (the seed's "timestamp desc, then status
+desc").
 """
 from __future__ import annotations
 

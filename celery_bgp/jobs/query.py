@@ -64,7 +64,7 @@ def property_value(name: str, value: Any) -> Any:
     """Validate a property name and value (text <= 255 chars, aware datetimes)."""
     if not isinstance(name, str) or not name or len(name) > MAX_TEXT:
         raise QueryError(f"a property name is 1-{MAX_TEXT} characters of text")
-    if isinstance(value, bool) or isinstance(value, (int, float)):
+    if isinstance(value, (bool, int, float)):
         if isinstance(value, float) and value != value:
             raise QueryError(f"property {name!r}: NaN cannot be stored or compared")
         return value
@@ -169,7 +169,7 @@ class Group(Node):
             _node(child)
 
 
-def Q(**lookups: Any) -> Node:  # noqa: N802 - reads like Django's Q
+def Q(**lookups: Any) -> Node:
     """Field conditions, and-ed: ``Q(state="Failed", created__gte=dt, queue__in=[...])``."""
     if not lookups:
         raise QueryError("Q() needs at least one condition")

@@ -43,8 +43,12 @@ class State:
     reason: str | None = None
 
     def record(self, when: datetime | None = None) -> StateRecord:
-        """The :class:`StateRecord` to store for this state."""
-        data = {k: v for k, v in dataclasses.asdict(self).items() if k != "reason"}
+        """The :class:`StateRecord` to store for this state (transient fields left out)."""
+        data = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "reason" and not f.metadata.get("transient")
+        }
         return StateRecord(self.name, when or utcnow(), self.reason, _jsonable(data))
 
 
@@ -106,6 +110,19 @@ class Failed(State):
     message: str = ""
     traceback: str | None = None
     attempt: int = 1
+    #: The exception itself, for election handlers (retry policies); not stored.
+    exception: BaseException | None = dataclasses.field(
+        default=None, repr=False, compare=False, metadata={"transient": True}
+    )
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, attempt: int = 1, **kw: Any) -> Failed:
+        """A Failed state describing ``exc``."""
+        from ..events.model import ErrorInfo
+
+        info = ErrorInfo.from_exception(exc)
+        return cls(exception_type=info.type, message=info.message, traceback=info.traceback,
+                   attempt=attempt, exception=exc, **kw)
 
 
 @dataclasses.dataclass(kw_only=True)

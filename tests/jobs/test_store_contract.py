@@ -92,31 +92,35 @@ def test_continuations(job_store):
         job_store.add_continuation("missing", child, On.ANY)
 
 
+def _attach_while_finishing(job_store) -> None:
+    parent = make_job(job_store, "Executing")
+    children = [make_job(job_store, "Awaiting") for _ in range(4)]
+    seen_by_attach: list[str] = []
+    seen_by_parent: list[str] = []
+    start = threading.Barrier(len(children) + 1)
+
+    def attach(child):
+        start.wait()
+        if job_store.add_continuation(parent, child, On.SUCCEEDED) == "Succeeded":
+            seen_by_attach.append(child)
+
+    def finish():
+        start.wait()
+        change = job_store.transition(parent, StateRecord("Succeeded", at(2)))
+        seen_by_parent.extend(c.child_id for c in change.continuations)
+
+    threads = [threading.Thread(target=attach, args=(c,)) for c in children]
+    threads.append(threading.Thread(target=finish))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen_by_attach + seen_by_parent) == sorted(children)
+
+
 def test_no_continuation_is_lost_when_the_parent_finishes_concurrently(job_store):
     for _ in range(25):
-        parent = make_job(job_store, "Executing")
-        children = [make_job(job_store, "Awaiting") for _ in range(4)]
-        seen_by_attach: list[str] = []
-        seen_by_parent: list[str] = []
-        start = threading.Barrier(len(children) + 1)
-
-        def attach(child):
-            start.wait()
-            if job_store.add_continuation(parent, child, On.SUCCEEDED) == "Succeeded":
-                seen_by_attach.append(child)
-
-        def finish():
-            start.wait()
-            change = job_store.transition(parent, StateRecord("Succeeded", at(2)))
-            seen_by_parent.extend(c.child_id for c in change.continuations)
-
-        threads = [threading.Thread(target=attach, args=(c,)) for c in children]
-        threads.append(threading.Thread(target=finish))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(seen_by_attach + seen_by_parent) == sorted(children)
+        _attach_while_finishing(job_store)
 
 
 def test_locks(job_store):

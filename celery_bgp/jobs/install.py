@@ -1,0 +1,75 @@
+"""Wires the jobs engine into a Celery app: the job task, housekeeping, recurring jobs.
+
+Called once per :class:`~celery_bgp.BackgroundProcessing`. The tasks are always
+registered (cheap, and a worker must know them before any job exists); they use
+``bgp.jobs``, which needs ``bgp_job_store``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+
+from .monitor import MonitorStep, purge, recover
+from .runner import run_job
+
+if TYPE_CHECKING:
+    from ..processing import BackgroundProcessing
+
+__all__ = ["JobTask", "install"]
+
+#: Seconds between retention runs scheduled on beat.
+PURGE_EVERY = 3600.0
+
+
+class JobTask(Task):
+    """The generic ``bgp.job`` task: JSON only, message = (job id, execution id)."""
+
+    bgp: BackgroundProcessing
+    serializer = "json"
+    typing = False
+    Strategy = "celery_bgp.worker:json_only_strategy"
+    command_name = None
+
+
+def install(bgp: BackgroundProcessing) -> Task:
+    """Register the job tasks and the monitor bootstep on ``bgp.app``; return the job task."""
+    app, prefix = bgp.app, bgp.task_prefix
+
+    def job(task: Task, job_id: str, execution_id: str) -> Any:
+        return run_job(bgp.jobs, task, job_id, execution_id)
+
+    def recover_jobs(task: Task) -> int:
+        return recover(bgp.jobs)
+
+    def purge_jobs(task: Task) -> int:
+        return purge(bgp.jobs)
+
+    def recurring(task: Task, name: str) -> str:
+        return bgp.jobs.run_recurring(name)
+
+    common = {"bind": True, "shared": False, "lazy": False, "bgp": bgp}
+    job_task = app.task(job, name=f"{prefix}.job", base=JobTask, **common)
+    app.task(recover_jobs, name=f"{prefix}.jobs.recover", **common)
+    app.task(purge_jobs, name=f"{prefix}.jobs.purge", **common)
+    app.task(recurring, name=f"{prefix}.jobs.recurring", **common)
+    if MonitorStep not in app.steps["worker"]:
+        app.steps["worker"].add(MonitorStep)
+    app.on_after_configure.connect(lambda **_: schedule_housekeeping(bgp), weak=False)
+    if app.configured:
+        schedule_housekeeping(bgp)
+    return job_task
+
+
+def schedule_housekeeping(bgp: BackgroundProcessing) -> None:
+    """Add recovery and retention to beat's schedule when a job store is configured."""
+    if not bgp.has_jobs:
+        return
+    prefix, env = bgp.task_prefix, bgp.name
+    app = bgp.app
+    interval = float(bgp.setting("job_monitor_interval") or 0)
+    if interval > 0:
+        app.add_periodic_task(interval, app.signature(f"{prefix}.jobs.recover"),
+                              name=f"bgp:{env}:recover")
+    app.add_periodic_task(PURGE_EVERY, app.signature(f"{prefix}.jobs.purge"),
+                          name=f"bgp:{env}:purge")
