@@ -70,7 +70,7 @@ class Jobs(RecurringJobs):
         self.recurring_jobs: dict[str, dict[str, Any]] = {}
         self._local = threading.local()
         self.mediator.handle(ELECT, self._elect_retry, RETRY_PRIORITY)
-        self.mediator.subscribe(STATE_APPLIED, self._on_applied)
+        self.machine.after_applied.append(self._on_applied)
 
     @property
     def environment(self) -> str:

@@ -77,6 +77,9 @@ class StateMachine:
         self.store = store
         self.mediator = mediator
         self.registry = registry
+        #: The engine's own reactions (send messages, release continuations), run after
+        #: the event handlers so that every handler sees a change before its effects.
+        self.after_applied: list[Any] = []
 
     def change(
         self,
@@ -105,8 +108,11 @@ class StateMachine:
                                            changes=changes)
         after = dataclasses.replace(job, state=elected.name, modified=record.elected,
                                     **(changes or {}))
-        self.mediator.publish(STATE_APPLIED, StateApplied(after, transition.previous, elected,
-                                                          transition.applied, transition))
+        applied = StateApplied(after, transition.previous, elected, transition.applied,
+                               transition)
+        self.mediator.publish(STATE_APPLIED, applied)
+        for react in self.after_applied:
+            react(applied)
         return StateChange(after, state, elected, transition)
 
     def elect(self, job: JobRecord, state: State) -> State:

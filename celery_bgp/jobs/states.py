@@ -155,8 +155,8 @@ BUILTIN_STATES = (Created, Idle, Enqueued, Awaiting, Executing, Succeeded, Faile
 FINAL_STATES = frozenset(s.name for s in BUILTIN_STATES if s.final)
 
 _DEFAULT_TRANSITIONS = {
-    "Created": {"Enqueued", "Awaiting", "Idle", "Deleted"},
-    "Idle": {"Enqueued", "Deleted", "Awaiting"},
+    "Created": {"Enqueued", "Awaiting", "Idle", "Deleted", "Cancelled"},
+    "Idle": {"Enqueued", "Deleted", "Awaiting", "Cancelled"},
     "Awaiting": {"Enqueued", "Deleted", "Idle", "Cancelled"},
     "Enqueued": {"Executing", "Enqueued", "Deleted", "Cancelled", "Idle"},
     "Executing": {"Succeeded", "Failed", "Retrying", "Cancelled", "Enqueued", "Deleted"},
