@@ -32,6 +32,9 @@ if IN_CI or reachable(PG_HOST, PG_PORT) or os.environ.get("BGP_TEST_DB") == "pos
             "TEST": {"NAME": os.environ.get("BGP_TEST_PG_TEST_NAME", "test_celery_bgp")},
         }
     }
+    if os.environ.get("BGP_TEST_USE_TEST_DB"):
+        # Worker subprocesses: talk to the test database pytest-django created.
+        DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 

@@ -77,3 +77,11 @@ class Mailer:
     @classmethod
     def kind(cls, suffix: str) -> str:
         return f"{cls.__name__}{suffix}"
+
+
+def slow_first_time(key: str, seconds: float) -> int:
+    """Sleep ``seconds`` on the first run only (a worker gets killed meanwhile)."""
+    attempt = sink().incr(key)
+    if attempt == 1:
+        time.sleep(seconds)
+    return attempt

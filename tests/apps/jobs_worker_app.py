@@ -1,0 +1,52 @@
+"""Worker app for the job integration tests: Django job store on the test database."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_settings")
+os.environ.setdefault("BGP_TEST_USE_TEST_DB", "1")
+
+import django
+
+django.setup()
+
+from celery import Celery  # noqa: E402
+
+from celery_bgp import BackgroundProcessing  # noqa: E402
+from celery_bgp.jobs import Deleted  # noqa: E402
+from celery_bgp.priority import REDIS_PRIORITY_STEPS  # noqa: E402
+
+from . import commands  # noqa: E402
+
+app = Celery("bgp_jobs_tests")
+app.conf.update(
+    broker_url=os.environ["BGP_TEST_BROKER"],
+    result_backend=os.environ.get("BGP_TEST_BACKEND"),
+    task_default_queue=os.environ.get("BGP_TEST_QUEUE", "celery"),
+    task_queue_max_priority=10,
+    broker_transport_options={"priority_steps": REDIS_PRIORITY_STEPS,
+                              "queue_order_strategy": "priority"},
+    worker_prefetch_multiplier=1,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+)
+bgp = BackgroundProcessing(
+    app,
+    event_repository=os.environ.get("BGP_TEST_EVENTS", "memory://"),
+    job_store="django://",
+    job_modules=["tests.apps"],
+    job_retry={"max_attempts": 1},
+    job_lock_timeout=float(os.environ.get("BGP_TEST_LOCK_TIMEOUT", "60")),
+    job_monitor_interval=float(os.environ.get("BGP_TEST_MONITOR_INTERVAL", "30")),
+)
+bgp.register_handlers(commands)
+
+
+@bgp.jobs.election_handler(priority=10)
+def blocked_tenant(election):
+    """The seed's tenant example: a blocked tenant's jobs never execute."""
+    if election.candidate.name != "Executing":
+        return None
+    if bgp.jobs.store.properties(election.job.id).get("tenant") == "blocked":
+        return Deleted(reason="tenant is blocked")
+    return None
