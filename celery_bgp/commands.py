@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -147,16 +146,17 @@ def encode_command(command: Any, max_bytes: int | None = None) -> dict[str, Any]
     oversize command fails at the caller instead of somewhere in the broker.
     """
     check_command_type(type(command))
+    adapter = _adapter(type(command))
     try:
-        payload = _adapter(type(command)).dump_python(command, mode="json")
+        payload = adapter.dump_python(command, mode="json")
+        if max_bytes is not None:
+            size = len(adapter.dump_json(command))  # compact JSON, measured in Rust
+            if size > max_bytes:
+                raise PayloadTooLarge(size, max_bytes, f"{command_name(type(command))} payload")
     except pydantic_core.PydanticSerializationError as exc:
         raise InvalidCommand(
             f"{type(command).__qualname__} has a field that cannot be encoded as JSON: {exc}"
         ) from None
-    if max_bytes is not None:
-        size = len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
-        if size > max_bytes:
-            raise PayloadTooLarge(size, max_bytes, f"{command_name(type(command))} payload")
     return payload
 
 

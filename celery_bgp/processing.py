@@ -287,6 +287,9 @@ class BackgroundProcessing(JobsSupport):
             )
         options["task_id"] = command.id
         options["serializer"] = "json"
+        # What logs, Flower and `celery inspect` show; also spares Celery a saferepr pass.
+        options.setdefault("argsrepr", f"({type(command).__name__}(id={command.id!r}),)")
+        options.setdefault("kwargsrepr", "{}")
         headers = dict(options.get("headers") or {})
         headers[bgp_signals.INSTANCE] = self.name
         options["headers"] = headers
