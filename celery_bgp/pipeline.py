@@ -70,12 +70,15 @@ class Pipeline:
         self._decorators: list[Decorator] = []
         self._composed: Callable[[Any], Any] = final
 
-    def add(self, decorator: Decorator) -> Decorator:
-        """Append ``decorator`` (innermost so far); usable as a decorator itself."""
+    def add(self, decorator: Decorator, first: bool = False) -> Decorator:
+        """Append ``decorator`` (innermost so far), or make it outermost with ``first``."""
         if not callable(decorator):
             raise TypeError(f"a decorator must be callable, got {decorator!r}")
         if decorator not in self._decorators:
-            self._decorators.append(decorator)
+            if first:
+                self._decorators.insert(0, decorator)
+            else:
+                self._decorators.append(decorator)
             self._composed = self._compose()
         return decorator
 

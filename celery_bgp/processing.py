@@ -85,6 +85,7 @@ class BackgroundProcessing(JobsSupport):
         self._modules_loaded = False
         self.dispatcher = Pipeline(self._send)
         self.processor = Pipeline(self._invoke)
+        self.telemetry = None  # set by celery_bgp.telemetry.instrument()
         self.recorder = EventRecorder(self._build_repository, mode=self._write_mode())
         self.events = Events(self.recorder)
         bgp_signals.register_instance(self)
