@@ -20,6 +20,7 @@ newest by the events' life order, whatever order the writes land in.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "JobStore",
     "JobStoreEvents",
     "StateConflict",
+    "StoreSummary",
     "event_from_state",
     "state_from_event",
 ]
@@ -103,6 +105,31 @@ def event_from_state(job: JobRecord, state: StateRecord) -> CommandEvent | None:
         queue=job.queue if status == "DISPATCHED" else None,
         requeues=int(state.data.get("requeues", 0)),
     )
+
+
+MAX_PAGE = 10_000
+
+
+@dataclasses.dataclass
+class StoreSummary:
+    """What a dashboard shows about a store (see :meth:`JobStore.summary`)."""
+
+    states: dict[str, int] = dataclasses.field(default_factory=dict)
+    queues: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    finished_since: int = 0
+    oldest_waiting: dict[str, datetime] = dataclasses.field(default_factory=dict)
+
+    def add(self, job: JobRecord, since: datetime) -> None:
+        """Count one job (used by the fallback and the memory store)."""
+        self.states[job.state] = self.states.get(job.state, 0) + 1
+        per_queue = self.queues.setdefault(job.queue, {})
+        per_queue[job.state] = per_queue.get(job.state, 0) + 1
+        if job.state in ("Succeeded", "Failed") and job.modified >= since:
+            self.finished_since += 1
+        if job.state == "Enqueued":
+            oldest = self.oldest_waiting.get(job.queue)
+            if oldest is None or job.created < oldest:
+                self.oldest_waiting[job.queue] = job.created
 
 
 class JobStore(abc.ABC):
@@ -232,6 +259,21 @@ class JobStore(abc.ABC):
     def purge(self, states: Collection[str], before: datetime, environment: str | None = None,
               batch_size: int = 1000) -> int:
         """Delete jobs in ``states`` last modified before ``before``, batch by batch."""
+
+    def summary(self, environment: str | None, since: datetime) -> StoreSummary:
+        """Counts for dashboards: per state, per queue and state, finished since ``since``,
+        and the oldest Enqueued job per queue. Stores should override this with
+        aggregate queries; this fallback pages through :meth:`search`."""
+        out = StoreSummary()
+        offset = 0
+        while True:
+            page = self.search(JobQuery(order_by=("id",), limit=MAX_PAGE, offset=offset,
+                                        environment=environment))
+            for job in page:
+                out.add(job, since)
+            if len(page) < MAX_PAGE:
+                return out
+            offset += MAX_PAGE
 
     def on_commit(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` once the surrounding transaction commits (now if there is none)."""

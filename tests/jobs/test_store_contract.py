@@ -318,3 +318,13 @@ def test_command_retries_order_and_errors(job_store):
     latest = job_store.events(cid)[0]
     assert (latest.status, latest.error.type, latest.error.message) == (S.ERROR, "ValueError",
                                                                          "bad")
+
+
+def test_summary_for_dashboards(job_store, population):
+    env, _ids = population
+    summary = job_store.summary(env, since=at(25))
+    assert summary.states == {"Enqueued": 3, "Succeeded": 1, "Failed": 1}
+    assert summary.queues == {"mail": {"Enqueued": 2}, "sms": {"Succeeded": 1, "Failed": 1},
+                              "reports": {"Enqueued": 1}}
+    assert summary.finished_since == 1
+    assert summary.oldest_waiting == {"mail": at(0), "reports": at(40)}
