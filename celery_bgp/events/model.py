@@ -126,8 +126,12 @@ class CommandEvent:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CommandEvent:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; ValueError/TypeError/KeyError on malformed data."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a stored event is a JSON object, not {type(data).__name__}")
         error = data.get("error")
+        if error is not None and not isinstance(error, dict):
+            raise ValueError("a stored event's error is a JSON object")
         return cls(
             command_id=data["command_id"],
             status=EventStatus(data["status"]),

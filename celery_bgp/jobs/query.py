@@ -228,7 +228,10 @@ class JobQuery:
     def __post_init__(self) -> None:
         if self.where is not None:
             _node(self.where)
-        order = (self.order_by,) if isinstance(self.order_by, str) else tuple(self.order_by)
+        order = (self.order_by,) if isinstance(self.order_by, str) else self.order_by
+        if not isinstance(order, (list, tuple)) or not all(isinstance(k, str) for k in order):
+            raise QueryError("order_by is a field name or a list of field names")
+        order = tuple(order)
         object.__setattr__(self, "order_by", order)
         for key in order:
             if key.lstrip("-") not in ORDER_FIELDS:
@@ -236,10 +239,12 @@ class JobQuery:
                     f"cannot order by {key!r}; use one of {', '.join(ORDER_FIELDS)} "
                     "(prefix - for descending)"
                 )
-        if not isinstance(self.limit, int) or not 0 < self.limit <= MAX_LIMIT:
+        if not _is_int(self.limit) or not 0 < self.limit <= MAX_LIMIT:
             raise QueryError(f"limit must be 1..{MAX_LIMIT}")
-        if not isinstance(self.offset, int) or self.offset < 0:
+        if not _is_int(self.offset) or self.offset < 0:
             raise QueryError("offset must be >= 0")
+        if self.environment is not None and not isinstance(self.environment, str):
+            raise QueryError("environment is a name")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobQuery:
@@ -252,11 +257,15 @@ class JobQuery:
         where = node_from_dict(data["where"]) if data.get("where") is not None else None
         return cls(
             where=where,
-            order_by=tuple(data.get("order_by", ("-created",))),
+            order_by=data.get("order_by", ("-created",)),
             limit=data.get("limit", 100),
             offset=data.get("offset", 0),
             environment=data.get("environment"),
         )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def node_from_dict(data: Any) -> Node:
