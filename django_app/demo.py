@@ -170,9 +170,8 @@ def run(args: argparse.Namespace, console, stack: Stack) -> int:
     _wait(lambda: " ready." in (args.data / "worker.log").read_text(errors="replace"), 60,
           "the worker")
 
-    from shop.samples import submit
-
     from proj.celery import bgp
+    from shop.samples import submit
 
     samples = submit()
     url = f"http://127.0.0.1:{args.port}/admin/"
