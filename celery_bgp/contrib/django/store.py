@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import random
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connections, models, transaction
+from django.db import IntegrityError, OperationalError, connections, models, transaction
 from django.db.models import Case, F, Q, Value, When
 
 from celery_bgp.commands import utcnow
@@ -351,22 +353,54 @@ class DjangoJobStore(JobStore):
         grouped = group_by_command(events)
         if not grouped:
             return
-        ids = sorted(grouped)  # every writer locks in id order: no deadlocks
+        attempts = 1 if self.connection.in_atomic_block else _DEADLOCK_RETRIES
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._record(grouped, environment)
+            except OperationalError as exc:
+                if attempt == attempts or not _is_deadlock(exc):
+                    raise
+                time.sleep(random.uniform(0.005, 0.02) * attempt)
+
+    def _record(self, grouped: dict[str, list[CommandEvent]], environment: str) -> None:
+        ids = sorted(grouped)  # every writer locks in id order
         with self._atomic():
-            # Jobs first (on SQLite this INSERT also takes the write lock, before any read).
-            self._jobs().bulk_create(
-                [command_row(grouped[cid][0], environment) for cid in ids],
-                ignore_conflicts=True)
-            rows = {row.pk: row for row in
-                    self._for_update(self._jobs().filter(pk__in=ids).order_by("pk"))}
+            self._write_lock()
+            # Lock the jobs that exist, then create the missing ones. (An INSERT that
+            # hits an existing row would take a shared lock on it in MySQL, and two
+            # writers upgrading shared locks deadlock.)
+            rows = self._locked_rows(ids)
+            missing = [cid for cid in ids if cid not in rows]
+            if missing:
+                self._jobs().bulk_create(
+                    [command_row(grouped[cid][0], environment) for cid in missing],
+                    ignore_conflicts=True)
+                rows.update(self._locked_rows(missing))
             history: list[JobState] = []
             for cid in ids:
                 update = apply_events(rows[cid], grouped[cid], history)
                 self._jobs().filter(pk=cid).update(**update)
             JobState.objects.using(self.using).bulk_create(history)
 
+    def _locked_rows(self, ids: list[str]) -> dict[str, Job]:
+        return {row.pk: row for row in
+                self._for_update(self._jobs().filter(pk__in=ids).order_by("pk"))}
+
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+_DEADLOCK_RETRIES = 5
+#: SQLSTATE / MySQL error codes of a deadlock victim or a lock wait timeout.
+_DEADLOCK_CODES = frozenset({"40P01", "40001", 1213, 1205})
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    code = getattr(cause, "sqlstate", None)
+    if code is None and cause is not None and cause.args:
+        code = cause.args[0]
+    return code in _DEADLOCK_CODES
 
 
 def _free_for(row: Job, holder: str, now: datetime) -> bool:
