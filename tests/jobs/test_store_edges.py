@@ -81,6 +81,14 @@ def test_ints_and_floats_compare_as_numbers(job_store):
     assert set(found(job_store, env, P("n").isin(["15", 1.0]))) == {text}
     assert found(job_store, env, P("n") == True) == [flag]  # noqa: E712 - a bool
     assert found(job_store, env, P("n") == 1) == []  # True is not the number 1
+    # and-ed conditions on one property: one value must satisfy them all
+    assert hits((P("n") >= 10) & (P("n") < 16)) == {10, 15, 15.5}
+    assert hits((P("n") > 10) & Q(state="Enqueued") & (P("n") <= 15.5)) == {15, 15.5}
+    assert hits((P("n") > 10) & (P("n") < 11)) == set()
+    assert hits((P("n") > float("inf")) | (P("n") == 10)) == {10}
+    assert found(job_store, env, (P("n") == "15") & (P("n") == 15)) == []
+    assert found(job_store, env, (P("n") >= "1") & (P("n") < "2")) == [text]
+    assert hits((P("n") >= 15) & (P("other") == 1)) == set()
 
 
 def test_a_property_can_change_type(job_store):

@@ -2,7 +2,9 @@
 
 Field conditions become column lookups; ``past_state`` and property conditions
 become ``EXISTS`` subqueries, so a job matches once however many states or
-properties qualify and the planner can drive the search from either side.
+properties qualify and the planner can drive the search from either side. A job
+has one value per property, so and-ed conditions on the same property share one
+subquery: ``P("n") >= 10 & P("n") < 20`` is one index range, not two half-open scans.
 
 Property conditions keep the in-memory store's typed semantics: a property holds a
 bool, an int, a float, a text or a datetime, each in its own column; ints and
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 import operator
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import reduce
 from typing import Any
@@ -54,17 +56,43 @@ def filtered(query: JobQuery, using: str) -> QuerySet[Job]:
 def job_filter(node: Node) -> Q:
     """A Django ``Q`` for a query node, evaluated against :class:`Job` rows."""
     if isinstance(node, Group):
-        combine = operator.and_ if node.kind == "and" else operator.or_
-        return reduce(combine, (job_filter(child) for child in node.children))
+        if node.kind == "and":
+            return _and(node.children)
+        return reduce(operator.or_, (job_filter(child) for child in node.children))
     if not isinstance(node, Condition):
         raise QueryError(f"not a query node: {type(node).__name__}")
     if node.prop is not None:
-        props = JobProperty.objects.filter(job=OuterRef("pk"), name=node.prop)
-        return Q(Exists(props.filter(property_filter(node.op, node.value))))
+        return _property_exists(node.prop, [node])
     if node.field == "past_state":
         states = JobState.objects.filter(job=OuterRef("pk"))
         return Q(Exists(states.filter(_lookup("name", node.op, node.value))))
     return _lookup(COLUMNS.get(node.field, node.field), node.op, node.value)
+
+
+def _and(children: Iterable[Node]) -> Q:
+    """And-ed nodes; conditions on one property become one subquery."""
+    parts: list[Q] = []
+    by_property: dict[str, list[Condition]] = {}
+    for child in _flatten_and(children):
+        if isinstance(child, Condition) and child.prop is not None:
+            by_property.setdefault(child.prop, []).append(child)
+        else:
+            parts.append(job_filter(child))
+    parts += [_property_exists(name, conds) for name, conds in by_property.items()]
+    return reduce(operator.and_, parts)
+
+
+def _flatten_and(children: Iterable[Node]) -> Iterator[Node]:
+    for child in children:
+        if isinstance(child, Group) and child.kind == "and":
+            yield from _flatten_and(child.children)
+        else:
+            yield child
+
+
+def _property_exists(name: str, conditions: list[Condition]) -> Q:
+    props = JobProperty.objects.filter(job=OuterRef("pk"), name=name)
+    return Q(Exists(props.filter(_property_and(conditions))))
 
 
 def _lookup(column: str, op: str, value: Any) -> Q:
@@ -100,36 +128,56 @@ def property_columns(value: Any) -> dict[str, Any]:
 
 def property_filter(op: str, value: Any) -> Q:
     """Conditions on :class:`JobProperty` value columns for ``value <op> value``."""
+    return _property_and([Condition("", op, value, prop="_")])
+
+
+def _property_and(conditions: list[Condition]) -> Q:
+    """All ``conditions`` on one property value: per typed column, or-ed over columns.
+
+    A property fills exactly one value column, so ``(int a | float a) & (int b |
+    float b)`` equals ``(int a & int b) | (float a & float b)``, which indexes serve.
+    """
+    sides: dict[str, Q] | None = None
+    for condition in conditions:
+        found = _sides(condition.op, condition.value)
+        sides = found if sides is None else {
+            column: sides[column] & found[column] for column in sides if column in found}
+    if not sides:
+        return _NONE
+    return reduce(operator.or_, sides.values())
+
+
+def _sides(op: str, value: Any) -> dict[str, Q]:
+    """Column -> condition on that column, for the columns that can match."""
     if op == "in":
-        return _property_in(value)
+        return _sides_in(value)
     if isinstance(value, bool):
-        return _lookup("value_bool", op, value)
+        return {"value_bool": _lookup("value_bool", op, value)}
     if isinstance(value, (int, float)):
-        return _int_side(op, value) | _float_side(op, value)
+        sides = {"value_int": _int_side(op, value), "value_float": _float_side(op, value)}
+        return {column: q for column, q in sides.items() if q is not None}
     if isinstance(value, str):
-        return _lookup("value_text", op, value)
-    return _lookup("value_date", op, value)
+        return {"value_text": _lookup("value_text", op, value)}
+    return {"value_date": _lookup("value_date", op, value)}
 
 
-def _property_in(values: Iterable[Any]) -> Q:
-    texts, ints, floats, bools, dates = [], [], [], [], []
+def _sides_in(values: Iterable[Any]) -> dict[str, Q]:
+    by_column: dict[str, list[Any]] = {column: [] for column in VALUE_COLUMNS}
     for value in values:
         if isinstance(value, bool):
-            bools.append(value)
+            by_column["value_bool"].append(value)
         elif isinstance(value, (int, float)):
             as_int = _exact_int(value)
             if as_int is not None:
-                ints.append(as_int)
+                by_column["value_int"].append(as_int)
             if abs(value) <= FLOAT_MAX:
-                floats.append(float(value))
+                by_column["value_float"].append(float(value))
         elif isinstance(value, str):
-            texts.append(value)
+            by_column["value_text"].append(value)
         else:
-            dates.append(value)
-    parts = [Q(**{f"{column}__in": items}) for column, items in (
-        ("value_text", texts), ("value_int", ints), ("value_float", floats),
-        ("value_bool", bools), ("value_date", dates)) if items]
-    return reduce(operator.or_, parts) if parts else _NONE
+            by_column["value_date"].append(value)
+    return {column: Q(**{f"{column}__in": items}) for column, items in by_column.items()
+            if items}
 
 
 def _exact_int(value: int | float) -> int | None:
@@ -141,22 +189,21 @@ def _exact_int(value: int | float) -> int | None:
     return value if INT_MIN <= value <= INT_MAX else None
 
 
-def _bounded(column: str, op: str, value: int | float, low: float, high: float) -> Q:
-    """``column <op> value`` for a column whose values all lie in [low, high]."""
+def _bounded(column: str, op: str, value: int | float, low: float, high: float) -> Q | None:
+    """``column <op> value`` for a column whose values all lie in [low, high]; None if
+    no value can match."""
     if value < low or value > high:
         below = value < low  # every stored value is above ``value``
-        if op in ("gt", "gte"):
-            return Q(**{f"{column}__isnull": False}) if below else _NONE
-        if op in ("lt", "lte"):
-            return _NONE if below else Q(**{f"{column}__isnull": False})
-        return _NONE
+        if (op in ("gt", "gte") and below) or (op in ("lt", "lte") and not below):
+            return Q(**{f"{column}__isnull": False})
+        return None
     return _lookup(column, op, value)
 
 
-def _int_side(op: str, value: int | float) -> Q:
+def _int_side(op: str, value: int | float) -> Q | None:
     if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
         if op == "eq":
-            return _NONE
+            return None
         # For an int x: x < 15.5 <=> x < 16, x <= 15.5 <=> x <= 15, and so on.
         value = math.ceil(value) if op in ("lt", "gte") else math.floor(value)
     elif isinstance(value, float) and math.isfinite(value):
@@ -164,7 +211,7 @@ def _int_side(op: str, value: int | float) -> Q:
     return _bounded("value_int", op, value, INT_MIN, INT_MAX)
 
 
-def _float_side(op: str, value: int | float) -> Q:
+def _float_side(op: str, value: int | float) -> Q | None:
     if isinstance(value, int) and abs(value) <= FLOAT_MAX:
         value = float(value)
     return _bounded("value_float", op, value, -FLOAT_MAX, FLOAT_MAX)
