@@ -138,15 +138,20 @@ def main() -> None:
         fill(args.jobs)
     store = DjangoJobStore()
 
+    def tenant_no(i):
+        return (i * 7 + i // TENANTS) % TENANTS
+
     def tenant(i):
-        return f"tenant-{(i * 7) % TENANTS}"
+        return f"tenant-{tenant_no(i)}"
 
     queries = {
         "tenant = x (0.5%)": lambda i: P("tenant") == tenant(i),
         "state=Failed & tenant = x": lambda i: Q(state="Failed") & (P("tenant") == tenant(i)),
         "amount in [a, a+500) (0.5%)": lambda i: (P("amount") >= i * 400)
         & (P("amount") < i * 400 + 500),
-        "queue=mail & vip = true": lambda i: Q(queue="mail") & (P("vip") == True),  # noqa: E712
+        "vip = true (2%)": lambda i: P("vip") == True,  # noqa: E712
+        "queue=q & tenant = x": lambda i: Q(queue=QUEUES[tenant_no(i) % 5])
+        & (P("tenant") == tenant(i)),
         "past_state=Failed & tenant": lambda i: Q(past_state="Failed")
         & (P("tenant") == tenant(i)),
     }

@@ -14,7 +14,8 @@ and dashboard, the engine's query API, retention and the lock monitor):
 - states ``(name, job)``: ``past_state`` (which jobs were ever Failed); the unique
   ``(job, sequence)`` serves one job's history and per-job probes.
 - properties ``(name, value_<type>, job)``: typed property conditions, with the
-  job id in the index so the semi-join never reads the table.
+  job id in the index so the semi-join never reads the table; partial (only rows
+  of that type) where the database allows (:mod:`.indexes`).
 
 Text columns use :class:`~.fields.ExactCharField` (case-sensitive on MySQL too).
 """
@@ -25,6 +26,7 @@ from django.db import models
 from celery_bgp.jobs.model import JobKind
 
 from .fields import ExactCharField
+from .indexes import TypedValueIndex
 
 __all__ = ["Continuation", "Job", "JobData", "JobLog", "JobProperty", "JobState"]
 
@@ -120,11 +122,11 @@ class JobProperty(models.Model):
             models.UniqueConstraint(fields=["job", "name"], name="bgp_jobprop_job_name"),
         ]
         indexes = [
-            models.Index(fields=["name", "value_text", "job"], name="bgp_jobprop_text"),
-            models.Index(fields=["name", "value_int", "job"], name="bgp_jobprop_int"),
-            models.Index(fields=["name", "value_float", "job"], name="bgp_jobprop_float"),
-            models.Index(fields=["name", "value_bool", "job"], name="bgp_jobprop_bool"),
-            models.Index(fields=["name", "value_date", "job"], name="bgp_jobprop_date"),
+            TypedValueIndex(column="value_text", name="bgp_jobprop_text"),
+            TypedValueIndex(column="value_int", name="bgp_jobprop_int"),
+            TypedValueIndex(column="value_float", name="bgp_jobprop_float"),
+            TypedValueIndex(column="value_bool", name="bgp_jobprop_bool"),
+            TypedValueIndex(column="value_date", name="bgp_jobprop_date"),
         ]
 
     def __str__(self) -> str:
