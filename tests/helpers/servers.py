@@ -12,11 +12,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("BGP_TEST_REDIS_PORT", "6379"))
 AMQP_HOST, AMQP_PORT = "127.0.0.1", int(os.environ.get("BGP_TEST_AMQP_PORT", "5672"))
 PG_HOST, PG_PORT = "127.0.0.1", int(os.environ.get("BGP_TEST_PG_PORT", "5432"))
+MARIADB_HOST = "127.0.0.1"
+MARIADB_PORT = int(os.environ.get("BGP_TEST_MARIADB_PORT", "3306"))
 
 START_HINTS = {
     "Redis": "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''",
     "RabbitMQ": "rabbitmq-server -detached",
     "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "MariaDB": "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
 }
 
 

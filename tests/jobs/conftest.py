@@ -1,20 +1,46 @@
-"""Job store fixtures: every store implementation runs the same contract suite."""
+"""Job store fixtures: every store implementation runs the same contract suite.
+
+The Django store runs on PostgreSQL (alias ``default``), SQLite (``sqlite``, a
+temp file) and MariaDB (``mariadb``). A database that is down is skipped locally
+and fails under CI (``tests.helpers.servers``).
+"""
 from __future__ import annotations
 
 import pytest
 
 from celery_bgp.jobs.memory import MemoryJobStore
+from tests.helpers.databases import (
+    DJANGO_DATABASES,
+    close_connections_at_thread_end,
+    django_db_mark,
+    require_database,
+)
 
 
 def _memory(request):
     return MemoryJobStore()
 
 
-#: name -> factory(request) -> JobStore. The Django store adds itself here.
-STORE_FACTORIES = {"memory": _memory}
+def _django(alias):
+    def factory(request):
+        from celery_bgp.contrib.django.store import DjangoJobStore
+
+        require_database(alias)
+        close_connections_at_thread_end(request.getfixturevalue("monkeypatch"))
+        return DjangoJobStore(using=alias)
+
+    return factory
 
 
-@pytest.fixture(params=sorted(STORE_FACTORIES))
+#: name -> factory(request) -> JobStore.
+STORE_FACTORIES = {"memory": _memory,
+                   **{name: _django(spec[0]) for name, spec in DJANGO_DATABASES.items()}}
+#: name -> marks of that param (the Django stores need their test database).
+STORE_MARKS = {name: django_db_mark(spec[0]) for name, spec in DJANGO_DATABASES.items()}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=STORE_MARKS.get(name, ()))
+                        for name in sorted(STORE_FACTORIES)])
 def job_store(request):
     store = STORE_FACTORIES[request.param](request)
     yield store

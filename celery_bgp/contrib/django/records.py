@@ -1,0 +1,125 @@
+"""Conversions between ORM rows and the store's plain records, and command events to rows."""
+from __future__ import annotations
+
+from typing import Any
+
+from celery_bgp.events.model import CommandEvent
+from celery_bgp.jobs.model import (
+    ContinuationRecord,
+    JobKind,
+    JobRecord,
+    LockInfo,
+    LogRecord,
+    On,
+    StateRecord,
+)
+from celery_bgp.jobs.store import state_from_event
+from celery_bgp.priority import Priority
+
+from .models import Continuation, Job, JobLog, JobState
+
+__all__ = [
+    "apply_events",
+    "command_row",
+    "continuation_record",
+    "job_record",
+    "job_row",
+    "log_record",
+    "state_record",
+    "state_row",
+]
+
+#: Job columns a record carries (what ``search``/``get`` load).
+RECORD_FIELDS = (
+    "id", "name", "kind", "queue", "priority", "environment", "state", "created",
+    "modified", "args", "kwargs", "middleware", "options", "result", "execution_id",
+    "attempt", "worker", "lock_holder", "lock_acquired", "lock_heartbeat", "lock_expires",
+)
+
+
+def job_record(row: Job) -> JobRecord:
+    """The plain record of a job row."""
+    lock = None
+    if row.lock_holder is not None:
+        lock = LockInfo(row.lock_holder, row.lock_acquired, row.lock_heartbeat,
+                        row.lock_expires)
+    return JobRecord(
+        id=row.id, name=row.name, kind=JobKind(row.kind), queue=row.queue,
+        priority=row.priority, environment=row.environment, state=row.state,
+        created=row.created, modified=row.modified, args=row.args, kwargs=row.kwargs,
+        middleware=row.middleware, options=row.options, execution_id=row.execution_id,
+        attempt=row.attempt, worker=row.worker, result=row.result, lock=lock,
+    )
+
+
+def job_row(job: JobRecord) -> Job:
+    """An unsaved row for a new job (its first state has sequence 1)."""
+    lock = job.lock
+    return Job(
+        id=job.id, name=job.name, kind=JobKind(job.kind).value, queue=job.queue,
+        priority=int(job.priority), environment=job.environment, state=job.state,
+        created=job.created, modified=job.modified, args=list(job.args),
+        kwargs=dict(job.kwargs), middleware=list(job.middleware), options=dict(job.options),
+        result=job.result, execution_id=job.execution_id, attempt=job.attempt,
+        worker=job.worker, lock_holder=lock.holder if lock else None,
+        lock_acquired=lock.acquired if lock else None,
+        lock_heartbeat=lock.heartbeat if lock else None,
+        lock_expires=lock.expires if lock else None, sequence=1,
+    )
+
+
+def state_row(job_id: str, state: StateRecord, sequence: int) -> JobState:
+    """An unsaved history row."""
+    return JobState(job_id=job_id, sequence=sequence, name=state.name, elected=state.elected,
+                    reason=state.reason, data=dict(state.data))
+
+
+def state_record(row: JobState) -> StateRecord:
+    return StateRecord(row.name, row.elected, row.reason, row.data or {}, row.sequence)
+
+
+def log_record(row: JobLog) -> LogRecord:
+    return LogRecord(row.level, row.message, row.time, row.exception)
+
+
+def continuation_record(row: Continuation) -> ContinuationRecord:
+    on = On.parse(row.on) if row.on else On(0)
+    return ContinuationRecord(row.parent_id, row.child_id, on, row.delete_on_other)
+
+
+def command_row(first: CommandEvent, environment: str) -> Job:
+    """The row a command's first recorded event creates (events then update it)."""
+    return Job(
+        id=first.command_id, name=first.command_name or "?", kind=JobKind.COMMAND.value,
+        queue=first.queue or "", priority=int(Priority.NORMAL), environment=environment,
+        state=state_from_event(first).name, created=first.timestamp,
+        modified=first.timestamp, args=[], sequence=0, order="",
+    )
+
+
+def apply_events(row: Job, events: list[CommandEvent],
+                 history: list[JobState]) -> dict[str, Any]:
+    """Append ``events`` to ``row``'s history; return the row's column updates.
+
+    The current state is the newest by life order (``order_text``), whatever order
+    the writes land in; ``created`` is the earliest event seen.
+    """
+    update: dict[str, Any] = {}
+    sequence, order = row.sequence, row.order
+    for event in events:
+        state = state_from_event(event)
+        sequence += 1
+        history.append(state_row(row.pk, state, sequence))
+        if event.command is not None and not row.args and "args" not in update:
+            update["args"] = [event.command]
+        if event.queue and not row.queue and "queue" not in update:
+            update["queue"] = event.queue
+        if event.timestamp < update.get("created", row.created):
+            update["created"] = event.timestamp
+        if event.order_text > order:
+            order = event.order_text
+            update.update(state=state.name, modified=event.timestamp, order=order)
+            if event.worker:
+                update["worker"] = event.worker
+    update["sequence"] = sequence
+    return update

@@ -1,0 +1,177 @@
+"""What only the Django store has: transactions, processes, migrations, query plans, django-db://.
+
+Each test runs on PostgreSQL, MariaDB and SQLite (``tests.helpers.databases``).
+"""
+from __future__ import annotations
+
+import io
+import multiprocessing
+import random
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.db import connections, transaction
+
+from celery_bgp import CommandEvent, EventStatus
+from celery_bgp.contrib.django.events import DjangoDbEventRepository
+from celery_bgp.contrib.django.store import DjangoJobStore
+from celery_bgp.events import repository_from_url
+from celery_bgp.jobs.model import StateRecord
+from celery_bgp.jobs.query import JobQuery, P, Q
+from celery_bgp.jobs.store import JobStoreEvents
+from tests.helpers.databases import alias_params, django_db_mark, require_database
+from tests.jobs.test_store_contract import at, make_job
+
+pytestmark = pytest.mark.integration
+S = EventStatus
+
+
+@pytest.fixture(params=alias_params())
+def alias(request):
+    require_database(request.param)
+    return request.param
+
+
+def test_on_commit_runs_after_commit_and_never_after_rollback(alias):
+    store = DjangoJobStore(alias)
+    ran: list[str] = []
+    with transaction.atomic(using=alias):
+        job_id = make_job(store)
+        store.on_commit(lambda: ran.append("committed"))
+        assert ran == []  # not before the commit
+    assert ran == ["committed"]
+
+    with pytest.raises(RuntimeError), transaction.atomic(using=alias):
+        phantom = make_job(store)
+        store.transition(job_id, StateRecord("Deleted", at(1)))
+        store.on_commit(lambda: ran.append("rolled back"))
+        raise RuntimeError("the caller's transaction fails")
+    assert ran == ["committed"]
+    assert store.get(phantom) is None  # no phantom job
+    assert store.get(job_id).state == "Enqueued"
+    assert [s.name for s in store.states(job_id)] == ["Enqueued"]
+
+    with transaction.atomic(using=alias):
+        try:
+            with transaction.atomic(using=alias):  # a savepoint that rolls back
+                store.on_commit(lambda: ran.append("savepoint rolled back"))
+                raise ValueError
+        except ValueError:
+            pass
+        store.on_commit(lambda: ran.append("outer"))
+    assert ran == ["committed", "outer"]
+
+    store.on_commit(lambda: ran.append("no transaction: at once"))
+    assert ran[-1] == "no transaction: at once"
+
+
+def test_store_errors_inside_a_callers_transaction_leave_it_usable(alias):
+    store = DjangoJobStore(alias)
+    job_id = make_job(store)
+    with transaction.atomic(using=alias):
+        with pytest.raises(Exception, match="already exists"):
+            make_job(store, job_id=job_id)
+        store.set_data(job_id, "after", 1)  # the transaction still works
+    assert store.data(job_id) == {"after": 1}
+
+
+def _write_events(alias, cid, events):
+    store = DjangoJobStore(alias)
+    try:
+        for i in range(0, len(events), 4):
+            store.record_events(events[i:i + 4], "default")
+    finally:
+        connections.close_all()
+
+
+def test_event_writers_in_many_processes_lose_nothing(alias):
+    cid = uuid.uuid4().hex
+    events = [CommandEvent(cid, S.PROCESSING, at(i), command_name="shop.X", worker=f"p{i}")
+              for i in range(160)]
+    events += [CommandEvent(cid, S.PROCESSED, at(500), command_name="shop.X", worker="last"),
+               CommandEvent(cid, S.DISPATCHED, at(-5), command_name="shop.X", queue="q",
+                            command={"id": cid})]
+    random.Random(3).shuffle(events)
+    connections.close_all()  # children must not inherit (and share) the parent's sockets
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_events, args=(alias, cid, events[n::4]))
+             for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = DjangoJobStore(alias)
+    job = store.get(cid)
+    assert (job.state, job.worker, job.queue, job.created) == ("Succeeded", "last", "q", at(-5))
+    history = store.states(cid)
+    assert [s.sequence for s in history] == list(range(1, len(events) + 1))
+    assert store.events(cid)[0].status is S.PROCESSED
+
+
+def test_django_db_repository(alias):
+    url = "django-db://" if alias == "default" else f"django-db://{alias}"
+    repo = repository_from_url(f"{url}?environment=shop", expiry=600)
+    assert isinstance(repo, DjangoDbEventRepository) and isinstance(repo, JobStoreEvents)
+    assert (repo.store.using, repo.environment, repo.expiry) == (alias, "shop", None)
+    cid = uuid.uuid4().hex
+    repo.add(CommandEvent(cid, S.PROCESSED, at(2), command_name="shop.Order"))  # lands first
+    repo.add_many([CommandEvent(cid, S.DISPATCHED, at(0), command_name="shop.Order",
+                                command={"id": cid}),
+                   CommandEvent(cid, S.PROCESSING, at(1), command_name="shop.Order")])
+    assert repo.latest(cid).status is S.PROCESSED
+    assert [e.status for e in repo.all(cid)] == [S.PROCESSED, S.PROCESSING, S.DISPATCHED]
+    assert repo.all("missing") == [] and repo.latest("missing") is None
+    job = repo.store.get(cid)
+    assert (job.kind.value, job.environment, job.state) == ("command", "shop", "Succeeded")
+    default_env = repository_from_url(url)
+    assert default_env.environment == "default"
+
+
+@django_db_mark("default")
+def test_models_and_migrations_agree():
+    out = io.StringIO()
+    call_command("makemigrations", "celery_bgp", check=True, dry_run=True, stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+def test_migrations_apply_and_reverse(alias):
+    call_command("migrate", "celery_bgp", "zero", database=alias, verbosity=0)
+    tables = connections[alias].introspection.table_names()
+    assert not [t for t in tables if t.startswith("celery_bgp_")]
+    call_command("migrate", "celery_bgp", database=alias, verbosity=0)
+    tables = connections[alias].introspection.table_names()
+    assert {"celery_bgp_job", "celery_bgp_jobstate", "celery_bgp_jobproperty",
+            "celery_bgp_jobdata", "celery_bgp_joblog", "celery_bgp_continuation"} <= set(tables)
+    store = DjangoJobStore(alias)
+    assert store.get(make_job(store)).state == "Enqueued"
+
+
+PLANS = {
+    # query -> indexes its plan must be able to use
+    "tenant": (P("tenant") == "acme", {"bgp_jobprop_text"}),
+    "amount": (P("amount") > 190, {"bgp_jobprop_int", "bgp_jobprop_float"}),
+    "past": (Q(past_state="Failed"), {"bgp_jobstate_name_job"}),
+    "state": (Q(state="Failed"), {"bgp_job_state_created"}),
+    "queue": (Q(queue="mail", state="Enqueued"), {"bgp_job_queue_state"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLANS))
+@django_db_mark("default")
+def test_postgresql_plans_can_use_the_indexes(case):
+    from celery_bgp.contrib.django.queries import filtered
+
+    require_database("default")
+    store = DjangoJobStore("default")
+    for i in range(200):
+        make_job(store, properties={"tenant": f"t{i}", "amount": i if i % 2 else float(i)})
+    where, indexes = PLANS[case]
+    qs = filtered(JobQuery(where), "default").order_by("-created")[:100]
+    with transaction.atomic(), connections["default"].cursor() as cursor:
+        cursor.execute("ANALYZE")
+        cursor.execute("SET LOCAL enable_seqscan = off")  # as with a big table
+        plan = qs.explain()
+    used = {name for name in indexes if name in plan}
+    assert used == indexes, plan
