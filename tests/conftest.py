@@ -98,3 +98,17 @@ def stack(request, redis_base):
     worker = WorkerProcess("tests.apps.worker_app", env, [queue, routed]).start()
     yield Stack(request.param, env, worker, queue)
     worker.stop()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so fixtures can tell a test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def failed(request) -> bool:
+    """True if the requesting test's call phase failed."""
+    report = getattr(request.node, "rep_call", None)
+    return bool(report and report.failed)

@@ -28,6 +28,8 @@ __all__ = ["EventRecorder", "RecorderStats"]
 logger = logging.getLogger("celery_bgp.events")
 
 MODES = ("background", "sync")
+#: Seconds without events after which the writer tells the repository it is idle.
+IDLE_AFTER = 1.0
 
 
 @dataclass
@@ -125,7 +127,12 @@ class EventRecorder:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=IDLE_AFTER)
+            except queue.Empty:
+                self._idle()
+                first = self._queue.get()
+            batch = [first]
             # Linger a few ms so a burst (or PROCESSING + PROCESSED of a fast task)
             # shares one round trip; the first event's wait bounds the added latency.
             deadline = time.monotonic() + self.linger
@@ -144,6 +151,12 @@ class EventRecorder:
                 with self._cond:
                     self._pending -= len(batch)
                     self._cond.notify_all()
+
+    def _idle(self) -> None:
+        try:
+            self.repository.on_idle()
+        except Exception:
+            logger.debug("celery-bgp: event repository idle hook failed", exc_info=True)
 
     def _write(self, batch: list[CommandEvent], retry: bool) -> None:
         if not batch:

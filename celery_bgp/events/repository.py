@@ -54,6 +54,13 @@ class EventRepository(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the repository may be used again afterwards."""
 
+    def on_idle(self) -> None:  # noqa: B027 - optional hook
+        """The background writer has had nothing to write for a while.
+
+        Stores whose connections belong to the writing thread (Django's) close them
+        here, so an idle process holds no database session.
+        """
+
 
 #: URL scheme -> "module:Class"; the class has ``from_url(url, **options)``.
 SCHEMES: dict[str, str] = {

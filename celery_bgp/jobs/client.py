@@ -233,7 +233,8 @@ class Jobs(RecurringJobs):
             "task_id": job.id,
             "queue": job.queue,
             "shadow": job.name,
-            "headers": {"bgp": self.bgp.name},
+            # Not the "bgp" header of commands: that one makes the publish a command event.
+            "headers": {"bgp_job": self.bgp.name},
             "serializer": "json",
         }
         level = broker_priority(Priority(job.priority), self.bgp.transport)

@@ -300,6 +300,9 @@ class JobStore(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
+    def on_idle(self) -> None:  # noqa: B027 - optional hook
+        """The calling thread will not use the store for a while (see EventRepository)."""
+
 
 class JobStoreEvents(EventRepository):
     """An :class:`EventRepository` view of a job store, for one environment.
@@ -315,6 +318,9 @@ class JobStoreEvents(EventRepository):
 
     def add_many(self, events: Sequence[CommandEvent]) -> None:
         self.store.record_events(events, self.environment)
+
+    def on_idle(self) -> None:
+        self.store.on_idle()
 
     def all(self, command_id: str) -> list[CommandEvent]:
         return self.store.events(command_id)

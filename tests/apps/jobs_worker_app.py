@@ -27,7 +27,6 @@ app.conf.update(
     broker_transport_options={"priority_steps": REDIS_PRIORITY_STEPS,
                               "queue_order_strategy": "priority"},
     worker_prefetch_multiplier=1,
-    worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
 bgp = BackgroundProcessing(

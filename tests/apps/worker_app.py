@@ -16,7 +16,6 @@ app.conf.update(
     task_default_queue=os.environ.get("BGP_TEST_QUEUE", "celery"),
     # A project that accepts pickle for its own tasks: command tasks must still refuse it.
     accept_content=["json", "pickle"],
-    worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
 bgp = BackgroundProcessing(

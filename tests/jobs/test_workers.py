@@ -15,7 +15,7 @@ from celery_bgp import BackgroundProcessing, Priority
 from celery_bgp.priority import REDIS_PRIORITY_STEPS
 from tests.apps import jobs as J
 from tests.apps.commands import Echo, Fail
-from tests.conftest import BROKER_DB, stack_env
+from tests.conftest import BROKER_DB, failed, stack_env
 from tests.helpers.workers import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -49,9 +49,11 @@ def env(broker_url, redis_base):
 
 
 @pytest.fixture
-def worker(env):
+def worker(env, request):
     with WorkerProcess(APP, env, [env["BGP_TEST_QUEUE"]]) as running:
         yield running
+        if failed(request):
+            print(f"--- worker log ---\n{running.log()[-6000:]}")
 
 
 def test_a_job_runs_on_a_real_worker(env, worker):
@@ -138,9 +140,17 @@ def test_a_job_whose_worker_is_killed_is_recovered(env, sink):
     victim = WorkerProcess(APP, fast, [env["BGP_TEST_QUEUE"]]).start()
     job_id = bgp.jobs.submit(J.slow_first_time, args=[key, 60])
     bgp.jobs.wait(job_id, states=["Executing"])
+    deadline = time.monotonic() + 30
+    while sink.get(key) != "1":  # the callable itself has started
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     victim.kill()
-    with WorkerProcess(APP, fast, [env["BGP_TEST_QUEUE"]]):
-        job = bgp.jobs.wait(job_id, timeout=60)
+    with WorkerProcess(APP, fast, [env["BGP_TEST_QUEUE"]]) as rescuer:
+        try:
+            job = bgp.jobs.wait(job_id, timeout=60)
+        except TimeoutError:
+            print(f"--- rescuer log ---\n{rescuer.log()[-6000:]}")
+            raise
     assert (job.state, job.result) == ("Succeeded", 2)
     requeued = [s for s in bgp.jobs.history(job_id) if s.name == "Enqueued"][-1]
     assert requeued.reason.startswith("worker lost")

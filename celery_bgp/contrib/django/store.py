@@ -85,6 +85,12 @@ class DjangoJobStore(JobStore):
     def _jobs(self) -> models.QuerySet[Job]:
         return Job.objects.using(self.using).all()
 
+    def on_idle(self) -> None:
+        """Close this thread's connection unless it is inside a transaction."""
+        connection = self.connection
+        if not connection.in_atomic_block:
+            connection.close()
+
     def _atomic(self) -> transaction.Atomic:
         return transaction.atomic(using=self.using)
 
