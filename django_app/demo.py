@@ -112,6 +112,8 @@ def main(argv: list[str]) -> int:
     if port_open(args.port):
         console.print(f"[red]127.0.0.1:{args.port} is taken; pass --port[/]")
         return 2
+    # SIGTERM (a service manager, `timeout`) stops the demo like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "proj.settings",
            "BGP_DEMO_DATA": str(args.data), "BGP_DEMO_BROKER": args.broker,
            "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(ROOT),
@@ -136,6 +138,10 @@ def main(argv: list[str]) -> int:
     finally:
         stack.stop()
         console.print("Stopped.")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait(ready, timeout: float, what: str) -> None:
@@ -199,16 +205,16 @@ def watch(console, stack: Stack, bgp, samples: dict[str, str]) -> None:
     while True:
         stack.check()
         for job in reversed(bgp.jobs.search(order_by=("-modified",), limit=50)):
-            logs = len(bgp.jobs.logs(job.id)) if job.kind.value == "callable" else 0
-            if seen.get(job.id) == (job.state, logs):
-                continue
-            previous_logs = seen.get(job.id, ("", 0))[1]
-            seen[job.id] = (job.state, logs)
+            state, printed = seen.get(job.id, ("", 0))
             label = labels.get(job.id, job.name)
-            style = STYLES.get(job.state, "")
-            console.print(f"{time.strftime('%H:%M:%S')}  {label:<45} [{style}]{job.state}[/]")
-            for line in bgp.jobs.logs(job.id)[previous_logs:]:
-                console.print(f"{'':10}[dim]{line.message}[/]")
+            if job.state != state:
+                style = STYLES.get(job.state, "")
+                console.print(f"{time.strftime('%H:%M:%S')}  {label:<45} "
+                              f"[{style}]{job.state}[/]")
+            logs = bgp.jobs.logs(job.id) if job.kind.value == "callable" else []
+            for line in logs[printed:]:
+                console.print(f"{time.strftime('%H:%M:%S')}  {label:<45} [dim]{line.message}[/]")
+            seen[job.id] = (job.state, len(logs))
         states = {seen.get(job_id, ("", 0))[0] for job_id in samples.values()}
         if not announced and states <= {"Succeeded", "Failed"}:
             announced = True
