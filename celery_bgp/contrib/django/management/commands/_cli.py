@@ -11,7 +11,7 @@ def run_cli(args: list[str], no_color: bool = False) -> None:
     """Invoke ``celery bgp <args>`` on the project's Celery app, in this process."""
     from celery import current_app
 
-    from ....cli import bgp
+    from celery_bgp.cli import bgp
 
     app = current_app
     if getattr(app, "bgp", None) is None:

@@ -1,0 +1,59 @@
+"""The README's demo command, end to end, in a clean temporary folder."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.helpers.workers import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_demo_runs_every_sample_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
+    demo = subprocess.Popen(
+        [sys.executable, "django_app/demo.py", "--data", str(tmp_path / "data"), "--fresh",
+         "--port", str(port)],
+        cwd=ROOT, env={**env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not any("demo ready" in line for line in lines):
+            line = demo.stdout.readline()
+            assert line or demo.poll() is None, "".join(lines)
+            lines.append(line)
+            assert time.monotonic() < deadline, "".join(lines)
+        output = "".join(lines)
+        password = re.search(r"user admin\s+password (\S+)", output)
+        assert password, output
+        for label in ("place order (fast)", "refund (fails)", "generate report",
+                      "charge card", "send reminder (delayed 20s)", "ship order (continuation)"):
+            assert label in output
+        assert "report 2026-10: step 10/10" in output
+        login = urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=10)
+        assert login.status == 200
+        assert b"Django administration" in login.read()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, rest[-3000:]
+    assert "Stopped." in rest
+    left = subprocess.run(["pgrep", "-f", f"runserver 127.0.0.1:{port}"], capture_output=True)
+    assert left.stdout == b""
