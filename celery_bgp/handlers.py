@@ -169,6 +169,18 @@ class HandlerRegistry:
             self._by_name[spec.name] = spec.command_type
             return True
 
+    def add_type(self, command_type: type) -> None:
+        """Know a command type by name without a handler (publishers, REST front ends)."""
+        name = command_name(check_command_type(command_type))
+        with self._lock:
+            other = self._by_name.get(name)
+            if other is not None and other is not command_type:
+                raise HandlerAlreadyRegistered(
+                    f"two command types share the name {name!r}: set __command_name__ "
+                    "on one of them"
+                )
+            self._by_name[name] = command_type
+
     def get(self, command_type: type) -> HandlerSpec:
         """The handler of ``command_type``; :class:`NoHandlerRegistered` if none."""
         try:

@@ -139,6 +139,15 @@ class BackgroundProcessing(JobsSupport):
         """
         return self._add(spec_for(handler, command_type, **task_options))
 
+    def register_command(self, *command_types: type) -> None:
+        """Make command types known by name here without handling them.
+
+        A web process that only dispatches (the REST API) needs the types to validate
+        bodies; the handlers live with the workers.
+        """
+        for command_type in command_types:
+            self.registry.add_type(command_type)
+
     def register_handlers(self, modules: Iterable[ModuleType | str] | ModuleType | str
                           ) -> list[HandlerSpec]:
         """Register every handler defined in the given module(s) (objects or dotted names)."""

@@ -14,7 +14,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def test_post_poll_and_fetch_the_output(stack, settings):
+    from tests.apps.commands import Sleep
+
     live.bgp = stack.publisher()
+    live.bgp.register_command(Sleep)  # a web process knows the types, not the handlers
     settings.CELERY_BGP_INSTANCE = "tests.django.live.bgp"
     client = Client()
     client.force_login(get_user_model().objects.create_user("live", password="x",
