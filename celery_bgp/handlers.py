@@ -197,6 +197,11 @@ class HandlerRegistry:
         except KeyError:
             raise NoHandlerRegistered(f"unknown command type {name!r}") from None
 
+    def types(self) -> dict[str, type]:
+        """Every command type known here (handled or only registered), by name."""
+        with self._lock:
+            return dict(self._by_name)
+
     def __contains__(self, command_type: object) -> bool:
         return command_type in self._by_type
 

@@ -37,13 +37,13 @@ def openapi_document(bgp: Any, base: str) -> dict[str, Any]:
     status = {"type": "object", "properties": {
         "id": {"type": "string"}, "status": {"type": "string"},
         "status_url": {"type": "string", "format": "uri"}}}
-    for spec in sorted(bgp.registry, key=lambda s: s.name):
-        paths[f"{base}commands/{spec.name}"] = {"post": {
-            "operationId": f"dispatch_{spec.name.replace('.', '_')}",
-            "summary": f"Dispatch {spec.name}",
-            "description": (spec.command_type.__doc__ or "").strip() or None,
+    for name, command_type in sorted(bgp.registry.types().items()):
+        paths[f"{base}commands/{name}"] = {"post": {
+            "operationId": f"dispatch_{name.replace('.', '_')}",
+            "summary": f"Dispatch {name}",
+            "description": (command_type.__doc__ or "").strip() or None,
             "requestBody": {"required": True, "content": {
-                "application/json": {"schema": command_schema(spec.command_type)}}},
+                "application/json": {"schema": command_schema(command_type)}}},
             "responses": {
                 "202": {"description": "Accepted; poll the Location header",
                         "headers": {"Location": {"schema": {"type": "string"}}},
