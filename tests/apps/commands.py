@@ -131,3 +131,17 @@ def container(handler_class: type):
     if handler_class is GreetHandler:
         return GreetHandler(Greeter("Bonjour"))
     return handler_class()
+
+
+@dataclass
+class SlowAppend(BackgroundCommand):
+    """Append the command id to a list after a short pause: fault tests count these."""
+
+    key: str
+    seconds: float = 0.05
+
+
+@handler(SlowAppend)
+def slow_append(command: SlowAppend) -> None:
+    time.sleep(command.seconds)
+    sink().rpush(command.key, command.id)

@@ -185,10 +185,17 @@ AZURE_MONITOR_SCRIPT = textwrap.dedent('''
     app.conf.task_always_eager = True
     bgp = BackgroundProcessing(app, event_write="sync")
     bgp.register_handlers(commands)
-    use_azure_monitor(bgp, enable_live_metrics=False, instrumentation_options={
-        "django": {"enabled": False}, "psycopg2": {"enabled": False}})
+    use_azure_monitor(bgp, enable_live_metrics=False, disable_offline_storage=True,
+                      instrumentation_options={"django": {"enabled": False},
+                                               "psycopg2": {"enabled": False}})
     bgp.dispatch(commands.Echo(text="to application insights"))
-    trace.get_tracer_provider().force_flush()
+    import time
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        trace.get_tracer_provider().force_flush()
+        if any("process" in body for _, body in received):
+            break
+        time.sleep(0.5)
     names = set()
     for path, body in received:
         items = json.loads(body) if body.lstrip().startswith("[") else [
