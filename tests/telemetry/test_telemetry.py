@@ -185,7 +185,7 @@ AZURE_MONITOR_SCRIPT = textwrap.dedent('''
     app.conf.task_always_eager = True
     bgp = BackgroundProcessing(app, event_write="sync")
     bgp.register_handlers(commands)
-    use_azure_monitor(bgp, enable_live_metrics=False, disable_offline_storage=True,
+    use_azure_monitor(bgp, enable_live_metrics=False,
                       instrumentation_options={"django": {"enabled": False},
                                                "psycopg2": {"enabled": False}})
     bgp.dispatch(commands.Echo(text="to application insights"))
