@@ -183,7 +183,9 @@ def use_azure_monitor(bgp: BackgroundProcessing, connection_string: str | None =
     """Export traces and metrics to Application Insights, then :func:`instrument`.
 
     ``connection_string`` defaults to ``APPLICATIONINSIGHTS_CONNECTION_STRING``;
-    ``options`` go to ``azure.monitor.opentelemetry.configure_azure_monitor``.
+    ``options`` go to ``azure.monitor.opentelemetry.configure_azure_monitor``. Note the
+    distro samples at a rate limit by default; pass ``sampling_ratio=1.0`` to keep every
+    command's spans.
     """
     distro = require("azure.monitor.opentelemetry", "azure-monitor",
                      "Azure Monitor telemetry")

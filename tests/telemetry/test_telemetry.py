@@ -161,11 +161,20 @@ AZURE_MONITOR_SCRIPT = textwrap.dedent('''
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
-            received.append((self.path, body.decode()))
+            text = body.decode()
+            received.append((self.path, text))
+            count = len(json.loads(text)) if text.lstrip().startswith("[") else len(
+                text.splitlines())
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(b'{"itemsReceived": 1, "itemsAccepted": 1, "errors": []}')
+            self.wfile.write(json.dumps({"itemsReceived": count, "itemsAccepted": count,
+                                         "errors": []}).encode())
+        def do_GET(self):  # the SDK's configuration poll: nothing to change
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
         def log_message(self, *args):
             pass
 
@@ -185,7 +194,7 @@ AZURE_MONITOR_SCRIPT = textwrap.dedent('''
     app.conf.task_always_eager = True
     bgp = BackgroundProcessing(app, event_write="sync")
     bgp.register_handlers(commands)
-    use_azure_monitor(bgp, enable_live_metrics=False,
+    use_azure_monitor(bgp, enable_live_metrics=False, sampling_ratio=1.0,
                       instrumentation_options={"django": {"enabled": False},
                                                "psycopg2": {"enabled": False}})
     bgp.dispatch(commands.Echo(text="to application insights"))
