@@ -62,6 +62,7 @@ SCHEMES: dict[str, str] = {
     "rediss": "celery_bgp.events.redis:RedisEventRepository",
     "unix": "celery_bgp.events.redis:RedisEventRepository",
     "django-cache": "celery_bgp.events.django_cache:DjangoCacheEventRepository",
+    "azuretable": "celery_bgp.events.azure_table:AzureTableEventRepository",
 }
 
 ENTRY_POINT_GROUP = "celery_bgp.event_repositories"
