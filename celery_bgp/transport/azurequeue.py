@@ -32,6 +32,7 @@ from .credentials import AzureClients, AzureStorageError, BrokerUnavailable
 from .leases import Lease, LeaseKeeper
 from .options import TransportOptions
 from .poison import move_to_poison
+from .polling import PollSchedule
 from .storage import MAX_DELAY, MessageTooLarge, QueueStorage
 
 __all__ = ["Channel", "MessageTooLarge", "Transport"]
@@ -40,7 +41,6 @@ logger = logging.getLogger("celery_bgp.transport.azurequeue")
 
 #: A message received this much before its ETA goes back to sleep instead of to Celery.
 REDEFER_SLACK = 1.0
-BACKOFF = 1.3
 
 
 def _eta_seconds(envelope: dict[str, Any]) -> float:
@@ -242,13 +242,22 @@ class Channel(virtual.Channel):
         self._queue_cursor = (self._queue_cursor + 1) % len(queues)
         queues = queues[self._queue_cursor:] + queues[:self._queue_cursor]
         delivered = 0
+        schedule = self.transport.schedule
         for queue in queues:
             for _level, physical in self._levels_in_order(queue):
                 if delivered >= budget:
                     break
-                delivered += self._receive(queue, physical, budget - delivered, callback)
+                if not schedule.due(physical):
+                    continue
+                got = self._receive(queue, physical, budget - delivered, callback)
+                schedule.record(physical, got)
+                delivered += got
         if not delivered:
             raise Empty()
+
+    def polled_queues(self) -> list[str]:
+        """Every physical queue this channel consumes."""
+        return [p for q in self._active_queues for _, p in self.physical_queues(q)]
 
     def _receive(self, queue: str, physical: str, count: int, callback: Any) -> int:
         transport = self.transport
@@ -377,7 +386,8 @@ class Transport(virtual.Transport):
         self.storage = QueueStorage(self.clients, self.options)
         self.queue_ttl: dict[str, int] = {}
         self.qos_blocked = False
-        self._interval = self.options.polling_interval
+        self.schedule = PollSchedule(self.options.polling_interval,
+                                     self.options.max_polling_interval)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -397,9 +407,8 @@ class Transport(virtual.Transport):
             self.storage.close()
 
     def drain_events(self, connection: Any, timeout: float | None = None) -> None:
-        """Deliver one batch; between empty polls wait longer (x1.3) up to the maximum."""
+        """Deliver one batch; when every queue is empty, sleep until one is due again."""
         started = time.monotonic()
-        options = self.options
         while True:
             self.qos_blocked = False
             try:
@@ -407,17 +416,16 @@ class Transport(virtual.Transport):
             except Empty:
                 elapsed = time.monotonic() - started
                 if timeout is not None and elapsed >= timeout:
-                    raise TimeoutError() from None
+                    raise TimeoutError() from None  # socket.timeout, as kombu expects
                 if self.qos_blocked:
-                    wait = min(0.05, options.polling_interval or 0.05)
+                    wait = 0.05  # a slot frees when a task finishes: look again soon
                 else:
-                    wait = self._interval
-                    self._interval = min(self._interval * BACKOFF or options.polling_interval,
-                                         options.max_polling_interval)
+                    polled = [p for c in self.channels for p in c.polled_queues()]
+                    wait = self.schedule.seconds_until_due(polled)
+                    wait = max(wait, min(0.01, self.options.polling_interval))
                 if timeout is not None:
                     wait = min(wait, max(0.0, timeout - elapsed))
                 if wait:
                     time.sleep(wait)
             else:
-                self._interval = options.polling_interval
                 return

@@ -11,6 +11,7 @@ any text before it reaches a log or an exception.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -53,10 +54,12 @@ _SECRET_PATTERNS = [
 class AzureStorageError(BGPError):
     """An Azure Storage call failed (status and error code, never a secret)."""
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+    def __init__(self, message: str, status: int | None = None, code: str | None = None,
+                 exists: bool = False):
         super().__init__(message)
         self.status = status
         self.code = code
+        self.exists = exists or status == 409
 
     @property
     def not_found(self) -> bool:
@@ -65,8 +68,8 @@ class AzureStorageError(BGPError):
 
     @property
     def conflict(self) -> bool:
-        """It already exists, or is being deleted (HTTP 409)."""
-        return self.status == 409
+        """It already exists (or is being deleted)."""
+        return self.exists
 
 
 class BrokerUnavailable(AzureStorageError, ConnectionError):
@@ -109,10 +112,21 @@ def parse_connection_string(value: str) -> dict[str, str]:
     return parts
 
 
+def quiet_sdk_logging() -> None:
+    """Stop azure-core logging every HTTP request at INFO (a worker runs at -l INFO).
+
+    Only when the project left that logger's level unset.
+    """
+    http = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    if http.level == logging.NOTSET:
+        http.setLevel(logging.WARNING)
+
+
 class AzureClients:
     """Queue, table and blob service clients of one kombu connection."""
 
     def __init__(self, options: dict[str, Any], hostname: str | None = None) -> None:
+        quiet_sdk_logging()
         self._queue_mod = require("azure.storage.queue", "azure",
                                   "The azurequeue:// transport")
         self.options = options
@@ -275,6 +289,7 @@ def azure_errors(what: str, secrets: tuple[str, ...] = ()) -> Iterator[None]:
         raise AzureStorageError(
             f"{what}: HTTP {status} {code or ''} {redact(_first_line(exc), secrets)}".strip(),
             status=status, code=str(code) if code else None,
+            exists=isinstance(exc, ax.ResourceExistsError),
         ) from None
     except ax.AzureError as exc:
         raise AzureStorageError(f"{what}: {redact(_first_line(exc), secrets)}") from None
