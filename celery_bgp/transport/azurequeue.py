@@ -255,6 +255,15 @@ class Channel(virtual.Channel):
         if not delivered:
             raise Empty()
 
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        """``basic_get``: one message, highest level first."""
+        for _level, physical in self.physical_queues(queue):
+            for message in self.transport.storage.receive(physical, 1):
+                payload = self._accept(queue, physical, message)
+                if payload is not None:
+                    return payload
+        raise Empty()
+
     def polled_queues(self) -> list[str]:
         """Every physical queue this channel consumes."""
         return [p for q in self._active_queues for _, p in self.physical_queues(q)]

@@ -44,6 +44,15 @@ CLIENT_KWARGS: dict[str, Any] = {
     "connection_timeout": 5,
     "read_timeout": 30,
 }
+#: Queue and blob clients retry with their own policy (15 s first back-off by default).
+STORAGE_KWARGS: dict[str, Any] = {
+    "retry_total": 2,
+    "initial_backoff": 0.5,
+    "increment_base": 2,
+    "random_jitter_range": 1,
+    "connection_timeout": 5,
+    "read_timeout": 30,
+}
 
 _SECRET_PATTERNS = [
     re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|sig|secret|password)=[^;&\s'\"]+"),
@@ -112,14 +121,36 @@ def parse_connection_string(value: str) -> dict[str, str]:
     return parts
 
 
-def quiet_sdk_logging() -> None:
-    """Stop azure-core logging every HTTP request at INFO (a worker runs at -l INFO).
+class RedactingFilter(logging.Filter):
+    """Rewrites log records that carry a SAS signature or an account key."""
 
-    Only when the project left that logger's level unset.
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_REDACTING = RedactingFilter()
+#: Loggers that print request URLs unredacted (a SAS token travels in the URL).
+_URL_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
+
+
+def quiet_sdk_logging() -> None:
+    """Keep SDK logging safe and quiet under a worker's ``-l INFO``.
+
+    azure-core logs every HTTP request at INFO: raised to WARNING unless the project
+    set that logger's level. urllib3 logs request URLs (with any SAS signature) at
+    DEBUG: a filter redacts them.
     """
     http = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
     if http.level == logging.NOTSET:
         http.setLevel(logging.WARNING)
+    for name in _URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if _REDACTING not in logger.filters:
+            logger.addFilter(_REDACTING)
 
 
 class AzureClients:
@@ -148,7 +179,7 @@ class AzureClients:
             if key:
                 self.credential = _named_key(self.account_name or "", key)
             elif sas:
-                self.credential = sas
+                self.credential = _sas(sas)
             else:
                 self.credential = None
         elif url:
@@ -179,7 +210,7 @@ class AzureClients:
         if isinstance(value, str):
             self.secrets = (value,)
             if "sig=" in value:
-                return value  # a SAS token
+                return _sas(value)
             return _named_key(self.account_name or "", value)
         if isinstance(value, dict) and "account_key" in value:
             self.secrets = (value["account_key"],)
@@ -192,7 +223,7 @@ class AzureClients:
         """The ``QueueServiceClient`` (built on first use)."""
         if self._queue_service is None:
             self._queue_service = self._queue_mod.QueueServiceClient(
-                self.endpoints["queue"], credential=self.credential, **CLIENT_KWARGS)
+                self.endpoints["queue"], credential=self.credential, **STORAGE_KWARGS)
         return self._queue_service
 
     @property
@@ -210,7 +241,7 @@ class AzureClients:
         if self._blob_service is None:
             blobs = require("azure.storage.blob", "azure", "azurequeue:// claim-check")
             self._blob_service = blobs.BlobServiceClient(
-                self._endpoint("blob"), credential=self.credential, **CLIENT_KWARGS)
+                self._endpoint("blob"), credential=self.credential, **STORAGE_KWARGS)
         return self._blob_service
 
     def _endpoint(self, service: str) -> str:
@@ -243,6 +274,12 @@ def _named_key(account: str, key: str) -> Any:
     from azure.core.credentials import AzureNamedKeyCredential
 
     return AzureNamedKeyCredential(account, key)
+
+
+def _sas(token: str) -> Any:
+    from azure.core.credentials import AzureSasCredential
+
+    return AzureSasCredential(token.lstrip("?"))
 
 
 def _url_from_host(hostname: str | None) -> str | None:

@@ -18,7 +18,7 @@ from celery_bgp.transport.credentials import (
 def test_envelope_is_base64_json_for_functions():
     envelope = {"body": "e30=", "headers": {"id": "x"}, "properties": {"delivery_tag": "t"},
                 "content-type": "application/json"}
-    text, raw = codec.encode_envelope(envelope)
+    text, _raw = codec.encode_envelope(envelope)
     assert json.loads(base64.b64decode(text)) == envelope
     assert codec.decode_text(text) == envelope
 

@@ -120,15 +120,25 @@ class Azurite:
         raise RuntimeError(f"azurite did not listen within {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop gracefully (Azurite saves its data on SIGTERM); SIGKILL if it hangs."""
+        """Stop: SIGTERM, then SIGKILL once the three services report they closed.
+
+        Azurite saves its data while closing, but the process lingers while clients
+        keep connections open, so it is killed once the services said they closed
+        (in-memory instances are killed at once: there is nothing to save).
+        """
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        if self.location:
+            seen = self.log().count("successfully closed")
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if self.log().count("successfully closed") >= seen + 3:
+                    break
+                time.sleep(0.05)
+        if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        self.proc.wait(10)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _listening(self.queue_port):
             time.sleep(0.05)
