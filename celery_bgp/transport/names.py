@@ -91,10 +91,12 @@ def poison_queue(base: str) -> str:
 
 
 def level_for_priority(priority: object) -> int:
-    """Level (0-4) of a kombu ``priority`` number; ``None`` means normal.
+    """Level (0 critical .. 4 none) of a kombu ``priority`` number.
 
-    Numbers follow the Redis direction that :meth:`Priority.for_transport` gives
-    (0 most urgent .. 9 least): 0 critical, 1-2 high, 3-4 normal, 5-6 low, 7-9 none.
+    Higher numbers are more urgent, as on RabbitMQ and as
+    :meth:`Priority.for_transport` gives them (9, 7, 5, 3, 1): 8-9 critical, 6-7 high,
+    4-5 normal, 2-3 low, 1 none. ``None`` and 0 mean normal, because kombu sends 0
+    when the caller gave no priority at all.
     """
     if priority is None:
         return NORMAL_LEVEL
@@ -102,12 +104,14 @@ def level_for_priority(priority: object) -> int:
         number = int(priority)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return NORMAL_LEVEL
-    if number <= 0:
+    if number == 0:
+        return NORMAL_LEVEL
+    if number >= 8:
         return 0
-    if number <= 2:
+    if number >= 6:
         return 1
-    if number <= 4:
+    if number >= 4:
         return 2
-    if number <= 6:
+    if number >= 2:
         return 3
     return 4

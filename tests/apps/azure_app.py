@@ -13,7 +13,7 @@ from celery import Celery
 
 from celery_bgp import BackgroundProcessing
 
-from . import commands
+from . import azure_commands, commands
 
 app = Celery("bgp_azure_tests")
 app.conf.update(
@@ -33,4 +33,4 @@ bgp = BackgroundProcessing(
     event_repository=os.environ.get("BGP_TEST_EVENTS", "memory://"),
     handler_factory=commands.container,
 )
-bgp.register_handlers(commands)
+bgp.register_handlers([commands, azure_commands])

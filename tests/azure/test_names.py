@@ -66,8 +66,9 @@ def test_reserved_endings_cannot_collide_with_another_family():
 
 
 def test_priority_numbers_map_to_levels():
-    assert [names.level_for_priority(n) for n in (0, 2, 4, 6, 9)] == [0, 1, 2, 3, 4]
+    assert [names.level_for_priority(n) for n in (9, 7, 5, 3, 1)] == [0, 1, 2, 3, 4]
     assert names.level_for_priority(None) == names.NORMAL_LEVEL
+    assert names.level_for_priority(0) == names.NORMAL_LEVEL  # kombu's "no priority"
     from celery_bgp import Priority
 
     assert [names.level_for_priority(p.for_transport("azurequeue")) for p in Priority] == [
