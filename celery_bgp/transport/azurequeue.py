@@ -389,7 +389,8 @@ class Transport(virtual.Transport):
         self.polling_interval = self.options.polling_interval
         hostname = client.hostname if client.hostname not in (None, "localhost") else None
         self.clients = AzureClients(client.transport_options, hostname)
-        self.leases = LeaseKeeper(self.clients, self.options.visibility_timeout)
+        self.leases = LeaseKeeper(self.clients, self.options.visibility_timeout,
+                                  self.options.ack_threads)
         self.bindings = BindingRegistry(self.clients, self.options.queue_name_prefix,
                                         self.options.binding_table)
         self.storage = QueueStorage(self.clients, self.options)

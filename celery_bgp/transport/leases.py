@@ -4,8 +4,10 @@ A received message stays invisible for ``visibility_timeout`` seconds. The
 :class:`LeaseKeeper` thread of each connection pushes that deadline back while the
 message is held (prefetched or running, however long the task takes), so a live
 worker never loses a message to another, while a killed worker's messages come
-back once their current lease runs out. Deletes that fail (Azure unreachable) are
-retried by the same thread until they succeed or the lease is gone.
+back once their current lease runs out. Acks (deletes) run on a few threads so the
+consumer never waits for them, and deletes that fail (Azure unreachable) are retried
+by the keeper thread until they succeed or the lease is gone. A delete still pending
+when the process is killed only means the message is delivered again (at least once).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import dataclasses
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from .credentials import AzureStorageError
@@ -77,9 +80,12 @@ class Lease:
 class LeaseKeeper:
     """Tracks the leases of one connection and renews them in a daemon thread."""
 
-    def __init__(self, clients: Any, visibility_timeout: int) -> None:
+    def __init__(self, clients: Any, visibility_timeout: int, ack_threads: int = 4) -> None:
         self.clients = clients
         self.visibility_timeout = visibility_timeout
+        self.ack_threads = ack_threads
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: set[Future] = set()
         self.interval = max(0.5, min(30.0, visibility_timeout / 4))
         self._leases: dict[str, Lease] = {}
         self._retry_deletes: list[Lease] = []
@@ -118,7 +124,33 @@ class LeaseKeeper:
         return True
 
     def ack(self, lease: Lease) -> None:
-        """Delete an acked message; on failure retry it from the thread."""
+        """Delete an acked message in the background (inline with ``ack_threads=0``)."""
+        if not self.ack_threads:
+            self._ack_now(lease)
+            return
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.ack_threads,
+                                                    thread_name_prefix="celery-bgp-azure-ack")
+            future = self._executor.submit(self._ack_now, lease)
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until acks handed over so far reached Azure; False on timeout."""
+        with self._lock:
+            pending = list(self._pending)
+        if not pending:
+            return True
+        _done, not_done = wait(pending, timeout)
+        return not not_done
+
+    def _ack_now(self, lease: Lease) -> None:
+        """Delete an acked message; on failure retry it from the keeper thread."""
         try:
             lease.delete(self.clients)
         except AzureStorageError as exc:
@@ -131,9 +163,15 @@ class LeaseKeeper:
             with self._lock:
                 self._retry_deletes.append(lease)
 
-    def stop(self) -> None:
-        """Stop renewing (the leases then run out by themselves)."""
+    def stop(self, flush: bool = True) -> None:
+        """Stop renewing (the leases then run out by themselves); finish pending acks."""
         self._stop.set()
+        if flush:
+            self.flush()
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=flush)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -162,4 +200,4 @@ class LeaseKeeper:
         for lease in retries:
             if lease.visible_at <= time.monotonic() and not lease.done:
                 continue  # the lease ran out: the message is back in the queue anyway
-            self.ack(lease)
+            self._ack_now(lease)

@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "fanout_message_ttl": 300,
     "binding_table": "bgpbindings",
     "priority_fairness": 10,
+    "ack_threads": 4,
 }
 
 
@@ -47,6 +48,7 @@ class TransportOptions:
     fanout_message_ttl: int
     binding_table: str
     priority_fairness: int
+    ack_threads: int
 
     @classmethod
     def from_transport_options(cls, raw: dict[str, Any]) -> TransportOptions:
@@ -81,4 +83,5 @@ class TransportOptions:
             fanout_message_ttl=int(o["fanout_message_ttl"]),
             binding_table=str(o["binding_table"]),
             priority_fairness=max(0, int(o["priority_fairness"])),
+            ack_threads=max(0, int(o["ack_threads"])),
         )

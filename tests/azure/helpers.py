@@ -49,6 +49,8 @@ def collect(conn: Connection, queue: str, count: int, timeout: float = 10.0, *,
                 conn.drain_events(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
     finally:
         consumer.cancel()
+    if ack:
+        conn.transport.leases.flush()  # acks are sent in the background
     return got
 
 

@@ -50,6 +50,7 @@ def test_lease_is_renewed_while_the_message_is_held(connect):
     other = connect(visibility_timeout=2)
     assert collect(other, "long", 1, timeout=4.5) == []  # > 2 leases long
     held.ack()
+    assert holder.transport.leases.flush()
     assert holder.default_channel._size("long") == 0
 
 
@@ -71,6 +72,7 @@ def test_reject_with_requeue_is_visible_at_once_without_requeue_deleted(connect)
     [second] = collect(conn, "rej", 1, ack=False, timeout=5)
     assert second.payload == {"n": 1}
     second.reject(requeue=False)
+    assert conn.transport.leases.flush()
     assert conn.default_channel._size("rej") == 0
 
 
@@ -91,6 +93,7 @@ def test_receive_batches_are_bounded_by_prefetch(connect):
     assert normal, calls  # one receive asked for the whole budget
     for m in got:
         m.ack()
+    conn.transport.leases.flush()
     got = collect(conn, "batch", 30, prefetch=0)
     assert len(got) == 30
     assert max(calls) == 32
