@@ -150,44 +150,43 @@ def test_oversize_command_without_a_container_fails_at_dispatch(make_stack):
 
 
 def test_publisher_and_worker_survive_an_azurite_restart(restartable_azurite, redis_base,
-                                                         sink, prefix):
-    options = {**FAST, "queue_name_prefix": prefix, "visibility_timeout": 5}
+                                                         sink, prefix, monkeypatch):
+    options = {**FAST, "queue_name_prefix": prefix, "visibility_timeout": 5,
+               # kombu's reconnect back-off, read from the transport options
+               "interval_start": 0.5, "interval_step": 0.5, "interval_max": 1}
     queue = f"restart-{uuid.uuid4().hex[:6]}"
     stack = AzureStack(restartable_azurite,
                        azure_env(restartable_azurite, redis_base, queue, options), queue,
                        options)
     stack.env["BGP_TEST_EVENTS"] = "memory://"
     key = f"restart-{uuid.uuid4().hex}"
-    saved = os.environ["AZURE_STORAGE_CONNECTION_STRING"]
-    os.environ["AZURE_STORAGE_CONNECTION_STRING"] = restartable_azurite.connection_string
-    try:
-        bgp = stack.publisher()
-        with stack.new_worker() as worker:
-            for i in range(10):
-                bgp.dispatch(SlowAppend(key=key, item=f"a{i}", seconds=0.1))
-            restartable_azurite.stop()
-            errors: list[BaseException] = []
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", restartable_azurite.connection_string)
+    bgp = stack.publisher()
+    with stack.new_worker() as worker:
+        for i in range(10):
+            bgp.dispatch(SlowAppend(key=key, item=f"a{i}", seconds=0.1))
+        restartable_azurite.stop()
+        errors: list[BaseException] = []
 
-            def publish_during_outage() -> None:
-                try:
-                    for i in range(10):
-                        bgp.dispatch(SlowAppend(key=key, item=f"b{i}", seconds=0.1),
-                                     retry_policy={"max_retries": 60, "interval_start": 0.5,
-                                                   "interval_step": 0.5, "interval_max": 1})
-                except BaseException as exc:
-                    errors.append(exc)
+        def publish_during_outage() -> None:
+            try:
+                for i in range(10):
+                    bgp.dispatch(SlowAppend(key=key, item=f"b{i}", seconds=0.1),
+                                 retry_policy={"max_retries": 60, "interval_start": 0.5,
+                                               "interval_step": 0.5, "interval_max": 1})
+            except BaseException as exc:
+                errors.append(exc)
 
-            thread = threading.Thread(target=publish_during_outage)
-            thread.start()
-            time.sleep(3)
-            restartable_azurite.start()
-            thread.join(60)
-            assert not errors, errors
-            deadline = time.monotonic() + 60
-            while len(set(sink.lrange(key, 0, -1))) < 20 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            log = worker.log()
-        expected = {f"a{i}" for i in range(10)} | {f"b{i}" for i in range(10)}
-        assert set(sink.lrange(key, 0, -1)) == expected, log[-3000:]
-    finally:
-        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = saved
+        thread = threading.Thread(target=publish_during_outage)
+        thread.start()
+        time.sleep(3)
+        restartable_azurite.start()
+        thread.join(60)
+        assert not errors, errors
+        deadline = time.monotonic() + 60
+        while len(set(sink.lrange(key, 0, -1))) < 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = worker.log()
+        assert worker.proc.poll() is None  # the same worker, still running
+    expected = {f"a{i}" for i in range(10)} | {f"b{i}" for i in range(10)}
+    assert set(sink.lrange(key, 0, -1)) == expected, log[-3000:]
