@@ -15,7 +15,6 @@ Sibling modules: :mod:`.names` (queue names), :mod:`.codec` (message text),
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -27,7 +26,7 @@ from typing import Any
 from kombu.transport import virtual
 
 from . import codec, names
-from .bindings import BindingRegistry
+from .bindings import BindingRegistry, SharedBindingsMixin
 from .credentials import AzureClients, AzureStorageError, BrokerUnavailable
 from .leases import Lease, LeaseKeeper
 from .options import TransportOptions
@@ -66,7 +65,7 @@ class QoS(virtual.QoS):
         super().reject(delivery_tag, requeue=requeue)
 
 
-class Channel(virtual.Channel):
+class Channel(SharedBindingsMixin, virtual.Channel):
     """One kombu channel on Azure Storage Queue."""
 
     QoS = QoS
@@ -134,6 +133,14 @@ class Channel(virtual.Channel):
         except AzureStorageError as exc:
             logger.warning("azurequeue: could not remove the bindings of %s: %s", queue, exc)
 
+    def after_reply_message_received(self, queue: str) -> None:
+        """Keep reply queues: Azure refuses to recreate a deleted queue for a while.
+
+        kombu deletes a ``celery inspect`` reply queue after each reply; the same
+        process reuses its name for the next call. Replies left behind expire after
+        ``fanout_message_ttl``.
+        """
+
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False,
                      **kwargs: Any) -> None:
         """Delete every physical queue of ``queue`` (bound here or not)."""
@@ -166,50 +173,10 @@ class Channel(virtual.Channel):
             physical = names.level_queue(self.base_name(queue), level)
         delay = min(MAX_DELAY, max(0, math.ceil(_eta_seconds(message))))
         if ttl is None:
-            ttl = self.transport.queue_ttl.get(queue, self.transport.options.message_ttl)
+            options = self.transport.options
+            default = options.fanout_message_ttl if len(levels) == 1 else options.message_ttl
+            ttl = self.transport.queue_ttl.get(queue, default)
         self.transport.storage.send_envelope(physical, message, delay=delay, ttl=ttl, create=create)
-
-    def _queue_bind(self, exchange: str, routing_key: str, pattern: Any, queue: str) -> None:
-        self.transport.bindings.bind(exchange, routing_key, queue, self.typeof(exchange).type)
-
-    def _lookup(self, exchange: str, routing_key: str, default: Any = None) -> list[str]:
-        """Queues for ``exchange``/``routing_key``: local bindings, then the shared table."""
-        if default is None:
-            default = self.deadletter_queue
-        if not exchange:
-            return [routing_key or default]
-        etype = self.typeof(exchange)
-        try:
-            found = etype.lookup(self.get_table(exchange), exchange, routing_key, default)
-        except KeyError:
-            found = set()
-        if not found:
-            for fresh in (False, True):
-                table = [
-                    etype.prepare_bind(q, exchange, rkey, None)
-                    for rkey, q in self.transport.bindings.lookup(exchange, fresh=fresh)
-                ]
-                found = etype.lookup(table, exchange, routing_key, default)
-                if found:
-                    break
-        if not found and default is not None:
-            return [default]
-        return list(found)
-
-    def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str,
-                    **kwargs: Any) -> None:
-        queues = {q for _, q in self.transport.bindings.lookup(exchange)}
-        with contextlib.suppress(KeyError):
-            queues.update(q for _, _, q in self.get_table(exchange))
-        ttl = self.transport.options.fanout_message_ttl
-        for queue in sorted(queues):
-            try:
-                self._send(queue, message, create=False, ttl=ttl)
-            except AzureStorageError as exc:
-                if not exc.not_found:
-                    raise
-                logger.info("azurequeue: dropping the binding of vanished queue %s", queue)
-                self.transport.bindings.unbind_queue(queue, [exchange])
 
     # -- consuming ----------------------------------------------------------------------
 

@@ -10,14 +10,18 @@ first publisher that finds the queue missing.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import threading
 import time
 from typing import Any
 
-from .credentials import AzureClients
+from .credentials import AzureClients, AzureStorageError
 
-__all__ = ["BindingRegistry"]
+__all__ = ["BindingRegistry", "SharedBindingsMixin"]
+
+logger = logging.getLogger("celery_bgp.transport.azurequeue")
 
 DEFAULT_TABLE = "bgpbindings"
 
@@ -108,3 +112,56 @@ class BindingRegistry:
         with self._lock:
             self._cache[exchange] = (now, pairs)
         return pairs
+
+
+class SharedBindingsMixin:
+    """Channel methods that route through the shared table as well as local bindings."""
+
+    transport: Any
+    deadletter_queue: Any
+    typeof: Any
+    get_table: Any
+    _send: Any
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: Any, queue: str) -> None:
+        self.transport.bindings.bind(exchange, routing_key, queue, self.typeof(exchange).type)
+
+    def _lookup(self, exchange: str, routing_key: str, default: Any = None) -> list[str]:
+        """Queues for ``exchange``/``routing_key``: local bindings, then the shared table."""
+        if default is None:
+            default = self.deadletter_queue
+        if not exchange:
+            return [routing_key or default]
+        etype = self.typeof(exchange)
+        try:
+            found = etype.lookup(self.get_table(exchange), exchange, routing_key, default)
+        except KeyError:
+            found = set()
+        if not found:
+            for fresh in (False, True):
+                table = [
+                    etype.prepare_bind(q, exchange, rkey, None)
+                    for rkey, q in self.transport.bindings.lookup(exchange, fresh=fresh)
+                ]
+                found = etype.lookup(table, exchange, routing_key, default)
+                if found:
+                    break
+        if not found and default is not None:
+            return [default]
+        return list(found)
+
+    def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str,
+                    **kwargs: Any) -> None:
+        queues = {q for _, q in self.transport.bindings.lookup(exchange)}
+        with contextlib.suppress(KeyError):
+            queues.update(q for _, _, q in self.get_table(exchange))
+        ttl = self.transport.options.fanout_message_ttl
+        for queue in sorted(queues):
+            try:
+                self._send(queue, message, create=False, ttl=ttl)
+            except AzureStorageError as exc:
+                if not exc.not_found:
+                    raise
+                logger.info("azurequeue: dropping the binding of vanished queue %s", queue)
+                self.transport.bindings.unbind_queue(queue, [exchange])
+
