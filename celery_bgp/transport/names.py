@@ -43,9 +43,9 @@ HASH_DIGITS = 16
 LEVELS = (0, 1, 2, 3, 4)
 NORMAL_LEVEL = 2
 
-_VALID = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
-_VALID_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*$")
-_RESERVED_END = re.compile(rf"-(?:p[0-9]|poison|h[0-9a-f]{{{HASH_DIGITS}}})$")
+_VALID = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*\Z")
+_VALID_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*\Z")
+_RESERVED_END = re.compile(rf"-(?:p[0-9]|poison|h[0-9a-f]{{{HASH_DIGITS}}})\Z")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 

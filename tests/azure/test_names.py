@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from celery_bgp.exceptions import ImproperlyConfigured
 from celery_bgp.transport import names
 
-VALID = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+VALID = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}\Z")
 
 
 def family(name: str, prefix: str = "") -> list[str]:
@@ -22,6 +22,7 @@ def family(name: str, prefix: str = "") -> list[str]:
 @pytest.mark.parametrize("name", [
     "MyQueue", "my__queue", "ab", "a", "", "-x-", "celery", "a.b@c.pidbox", "x" * 200,
     "q-p0", "q-poison", "q-h0123456789abcdef", "UPPER", "é-unicode-ü", "a--b", "9lives",
+    "abc\n", "0\n",
 ])
 @pytest.mark.parametrize("prefix", ["", "prod-", "p1"])
 def test_every_family_member_is_a_valid_azure_name(name, prefix):
