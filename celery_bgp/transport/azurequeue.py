@@ -317,11 +317,13 @@ class Channel(SharedBindingsMixin, virtual.Channel):
         if self.connection is None:
             return
         lease = self.transport.leases.pop(message.delivery_tag)
-        if lease is None:
-            return
+        if lease is None or self.transport.unreachable:
+            return  # Azure is down: the lease runs out and the message comes back anyway
         try:
             lease.release(self.transport.clients)
         except AzureStorageError as exc:
+            if isinstance(exc, BrokerUnavailable):
+                self.transport.unreachable = True
             logger.warning("azurequeue: could not release message %s (%s); it comes back "
                            "when its lease expires", lease.message_id, exc)
 
@@ -363,6 +365,8 @@ class Transport(virtual.Transport):
         self.storage = QueueStorage(self.clients, self.options)
         self.queue_ttl: dict[str, int] = {}
         self.qos_blocked = False
+        #: Set when a release found Azure unreachable: the rest are not tried while closing.
+        self.unreachable = False
         self.schedule = PollSchedule(self.options.polling_interval,
                                      self.options.max_polling_interval)
 
