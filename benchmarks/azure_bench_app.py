@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
-import redis
 from celery import Celery
 
 import celery_bgp  # noqa: F401 - registers azurequeue://
@@ -22,12 +22,16 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     task_ignore_result=True,
 )
-_sink = redis.Redis.from_url(os.environ.get("BENCH_SINK", "redis://127.0.0.1:6379/8"))
+SINK = Path(os.environ.get("BENCH_SINK", "/tmp/bgp-azure-bench"))
 
 
 @app.task(name="bench.touch")
 def touch(key: str, i: int, sleep: float = 0.0) -> None:
-    """Record that task ``i`` ran (a set member), after ``sleep`` seconds."""
+    """Record that task ``i`` ran (a line appended to ``<sink>/<key>``), after ``sleep``."""
     if sleep:
         time.sleep(sleep)
-    _sink.sadd(key, i)
+    fd = os.open(SINK / key, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{i}\n".encode())  # one small O_APPEND write: atomic
+    finally:
+        os.close(fd)

@@ -1,7 +1,7 @@
 """Benchmark: celery-bgp's ``azurequeue://`` against kombu's ``azurestoragequeues://``.
 
-One Azurite on free loopback ports, one Redis database (8, or BENCH_SINK) to count
-what ran, real ``celery worker`` processes (prefork, concurrency 4, acks_late).
+One Azurite on free loopback ports, a directory of append-only files (BENCH_SINK) to
+count what ran, real ``celery worker`` processes (prefork, concurrency 4, acks_late).
 Measures, for each transport in the same run:
 
 (a) publish rate, (b) end-to-end drain of 2,000 tasks by one worker, (c) tasks lost
@@ -9,7 +9,7 @@ when the worker is SIGKILLed mid-run (a second worker then drains what is left),
 (d) worker RSS with 5,000 tasks delayed by one hour.
 
 Run from the repository root: ``python -m benchmarks.azure_transport`` (needs
-``npm install`` for Azurite, and Redis on 127.0.0.1:6379). Not part of the tests.
+``npm install`` for Azurite). Not part of the tests.
 """
 from __future__ import annotations
 
@@ -21,16 +21,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
-import redis
 from celery import Celery
 
 import celery_bgp  # noqa: F401 - registers azurequeue://
 from tests.helpers.azurite import KEY, Azurite, find_azurite
 from tests.helpers.workers import WorkerProcess
 
-SINK = os.environ.get("BENCH_SINK", "redis://127.0.0.1:6379/8")
+SINK = Path(os.environ.get("BENCH_SINK", "/tmp/bgp-azure-bench"))
 
 
 @dataclass
@@ -75,31 +75,45 @@ def publish(c: Contender, queue: str, key: str, count: int, threads: int = 1,
 
 def worker(c: Contender, queue: str, concurrency: int = 4) -> WorkerProcess:
     env = {"BENCH_BROKER": c.broker, "BENCH_TRANSPORT_OPTIONS": json.dumps(c.options),
-           "BENCH_QUEUE": queue, "BENCH_SINK": SINK, **c.env}
+           "BENCH_QUEUE": queue, "BENCH_SINK": str(SINK), **c.env}
     return WorkerProcess("benchmarks.azure_bench_app", env, [queue], concurrency=concurrency)
 
 
-def wait_count(sink: redis.Redis, key: str, target: int, timeout: float) -> float:
+def done(sink: Path, key: str) -> int:
+    """How many distinct tasks of ``key`` ran (the warm-up task -1 not counted)."""
+    try:
+        lines = (sink / key).read_text().split()
+    except FileNotFoundError:
+        return 0
+    return len(set(lines) - {"-1"})
+
+
+def wait_count(sink: Path, key: str, target: int, timeout: float) -> float:
     started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if sink.scard(key) - (1 if sink.sismember(key, -1) else 0) >= target:
-            break
+    while time.perf_counter() - started < timeout and done(sink, key) < target:
         time.sleep(0.05)
     return time.perf_counter() - started
 
 
-def done(sink: redis.Redis, key: str) -> int:
-    return sink.scard(key) - (1 if sink.sismember(key, -1) else 0)
+def drop_queues(prefix: str) -> None:
+    """Delete leftover queues (Azurite slows down as undrained messages pile up)."""
+    from azure.storage.queue import QueueServiceClient
+
+    service = QueueServiceClient.from_connection_string(
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"])
+    for queue in list(service.list_queues(name_starts_with=prefix)):
+        service.delete_queue(queue.name)
 
 
-def bench_publish(c: Contender, sink: redis.Redis, n: int) -> None:
+def bench_publish(c: Contender, sink: Path, n: int) -> None:
     queue, key = f"pub-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     seconds = publish(c, queue, key, n)
     c.results["publish"] = n / seconds
     print(f"  {c.label}: published {n} in {seconds:.1f}s", flush=True)
+    drop_queues(queue)
 
 
-def bench_drain(c: Contender, sink: redis.Redis, n: int) -> None:
+def bench_drain(c: Contender, sink: Path, n: int) -> None:
     queue, key = f"drain-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     publish(c, queue, key, n, threads=4)
     w = worker(c, queue).start()
@@ -113,7 +127,7 @@ def bench_drain(c: Contender, sink: redis.Redis, n: int) -> None:
     print(f"  {c.label}: drained {done(sink, key)}/{n} in {seconds:.1f}s", flush=True)
 
 
-def bench_kill(c: Contender, sink: redis.Redis, n: int) -> None:
+def bench_kill(c: Contender, sink: Path, n: int) -> None:
     queue, key = f"kill-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     publish(c, queue, key, n, threads=4, kwargs={"sleep": 0.05})
     w = worker(c, queue).start()
@@ -139,7 +153,7 @@ def bench_kill(c: Contender, sink: redis.Redis, n: int) -> None:
     print(f"  {c.label}: {ran_before} ran before SIGKILL, {lost} of {n} lost", flush=True)
 
 
-def bench_memory(c: Contender, sink: redis.Redis, n: int) -> None:
+def bench_memory(c: Contender, sink: Path, n: int) -> None:
     queue, key = f"mem-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     publish(c, queue, key, 1)  # declare the queue before the worker starts
     w = worker(c, queue).start()
@@ -206,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if exe is None:
         print("azurite not found: run `npm install` at the repository root", file=sys.stderr)
         return 2
-    sink = redis.Redis.from_url(SINK)
-    sink.ping()
+    sink = SINK
+    sink.mkdir(parents=True, exist_ok=True)
     azurite = Azurite(exe).start()
     os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
     env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
@@ -221,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print("warming Azurite up", flush=True)
         for contender in (ours, builtin):
             publish(contender, f"warm-{uuid.uuid4().hex[:6]}", "warm", 300)
+        drop_queues("warm-")
         for title, fn, n in (("publish", bench_publish, args.publish),
                              ("drain", bench_drain, args.drain),
                              ("SIGKILL", bench_kill, args.kill),
