@@ -370,6 +370,11 @@ class Transport(virtual.Transport):
         self.schedule = PollSchedule(self.options.polling_interval,
                                      self.options.max_polling_interval)
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        """No default host: ``azurequeue://`` takes the account from the options."""
+        return {"port": None}
+
     # -- connection ---------------------------------------------------------------------
 
     def establish_connection(self) -> Any:
