@@ -31,6 +31,20 @@ from tests.helpers.azurite import KEY, Azurite, find_azurite
 from tests.helpers.workers import WorkerProcess
 
 SINK = Path(os.environ.get("BENCH_SINK", "/tmp/bgp-azure-bench"))
+AZURITE: Azurite | None = None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children so far."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
 
 
 @dataclass
@@ -119,12 +133,18 @@ def bench_drain(c: Contender, sink: Path, n: int) -> None:
     w = worker(c, queue).start()
     try:
         started = time.perf_counter()
+        broker0, worker0 = cpu_seconds(AZURITE.proc.pid), cpu_seconds(w.proc.pid)
         wait_count(sink, key, n, timeout=900)
         seconds = time.perf_counter() - started
+        broker1, worker1 = cpu_seconds(AZURITE.proc.pid), cpu_seconds(w.proc.pid)
     finally:
         w.stop()
     c.results["drain"] = done(sink, key) / seconds
-    print(f"  {c.label}: drained {done(sink, key)}/{n} in {seconds:.1f}s", flush=True)
+    c.results["broker_cpu"] = (broker1 - broker0) * 1000 / n
+    c.results["worker_cpu"] = (worker1 - worker0) * 1000 / n
+    print(f"  {c.label}: drained {done(sink, key)}/{n} in {seconds:.1f}s; CPU per task: "
+          f"Azurite {c.results['broker_cpu']:.1f} ms, worker {c.results['worker_cpu']:.1f} ms",
+          flush=True)
 
 
 def bench_kill(c: Contender, sink: Path, n: int) -> None:
@@ -193,6 +213,12 @@ def table(ours: Contender, builtin: Contender) -> str:
         ("(b) drain 2,000 tasks (tasks/s)", f"{ours.results['drain']:.0f}",
          f"{builtin.results['drain']:.0f}",
          ratio(ours.results["drain"], builtin.results["drain"])),
+        ("(b) Azurite CPU per drained task (ms)", f"{ours.results['broker_cpu']:.1f}",
+         f"{builtin.results['broker_cpu']:.1f}",
+         ratio(builtin.results["broker_cpu"], ours.results["broker_cpu"])),
+        ("(b) worker CPU per drained task (ms)", f"{ours.results['worker_cpu']:.1f}",
+         f"{builtin.results['worker_cpu']:.1f}",
+         ratio(builtin.results["worker_cpu"], ours.results["worker_cpu"])),
         ("(c) lost after SIGKILL (tasks)", str(ours.results["lost"]),
          str(builtin.results["lost"]), "-"),
         ("(d) worker RSS growth, 5,000 delayed (MiB)", f"{ours.results['rss_growth']:.1f}",
@@ -222,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sink = SINK
     sink.mkdir(parents=True, exist_ok=True)
-    azurite = Azurite(exe).start()
+    global AZURITE
+    azurite = AZURITE = Azurite(exe).start()
     os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
     env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
     ours = Contender("azurequeue", "azurequeue://",
