@@ -202,7 +202,7 @@ def bench_memory(c: Contender, sink: Path, n: int) -> None:
           f"{held} delayed tasks pulled into the worker", flush=True)
 
 
-def table(ours: Contender, builtin: Contender) -> str:
+def table(ours: Contender, builtin: Contender, args: argparse.Namespace) -> str:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}x" if b else "n/a"
 
@@ -210,7 +210,7 @@ def table(ours: Contender, builtin: Contender) -> str:
         ("(a) publish rate (msg/s)", f"{ours.results['publish']:.0f}",
          f"{builtin.results['publish']:.0f}",
          ratio(ours.results["publish"], builtin.results["publish"])),
-        ("(b) drain 2,000 tasks (tasks/s)", f"{ours.results['drain']:.0f}",
+        (f"(b) drain {args.drain:,} tasks (tasks/s)", f"{ours.results['drain']:.0f}",
          f"{builtin.results['drain']:.0f}",
          ratio(ours.results["drain"], builtin.results["drain"])),
         ("(b) Azurite CPU per drained task (ms)", f"{ours.results['broker_cpu']:.1f}",
@@ -219,9 +219,10 @@ def table(ours: Contender, builtin: Contender) -> str:
         ("(b) worker CPU per drained task (ms)", f"{ours.results['worker_cpu']:.1f}",
          f"{builtin.results['worker_cpu']:.1f}",
          ratio(builtin.results["worker_cpu"], ours.results["worker_cpu"])),
-        ("(c) lost after SIGKILL (tasks)", str(ours.results["lost"]),
+        (f"(c) lost of {args.kill:,} after SIGKILL (tasks)", str(ours.results["lost"]),
          str(builtin.results["lost"]), "-"),
-        ("(d) worker RSS growth, 5,000 delayed (MiB)", f"{ours.results['rss_growth']:.1f}",
+        (f"(d) worker RSS growth, {args.delayed:,} delayed (MiB)",
+         f"{ours.results['rss_growth']:.1f}",
          f"{builtin.results['rss_growth']:.1f}", "-"),
         ("(d) delayed tasks pulled into the worker", str(ours.results["held"]),
          str(builtin.results["held"]), "-"),
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 fn(contender, sink, n)
     finally:
         azurite.stop()
-    print(table(ours, builtin))
+    print(table(ours, builtin, args))
     return 0
 
 
