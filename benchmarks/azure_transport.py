@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=int, default=2000)
     parser.add_argument("--kill", type=int, default=400)
     parser.add_argument("--delayed", type=int, default=5000)
+    parser.add_argument("--only", choices=["publish", "drain", "SIGKILL", "delayed memory"],
+                        help="run one measure (no table)")
     args = parser.parse_args(argv)
     exe = find_azurite()
     if exe is None:
@@ -268,12 +270,15 @@ def main(argv: list[str] | None = None) -> int:
                              ("drain", bench_drain, args.drain),
                              ("SIGKILL", bench_kill, args.kill),
                              ("delayed memory", bench_memory, args.delayed)):
+            if args.only and title != args.only:
+                continue
             print(f"{title}:", flush=True)
             for contender in (ours, builtin):
                 fn(contender, sink, n)
     finally:
         azurite.stop()
-    print(table(ours, builtin, args))
+    if not args.only:
+        print(table(ours, builtin, args))
     return 0
 
 

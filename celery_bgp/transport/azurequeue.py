@@ -202,6 +202,13 @@ class Channel(SharedBindingsMixin, virtual.Channel):
             raise Empty()
         batch = self.transport.options.batch_size
         budget = self.qos.can_consume_max_estimate()
+        if budget is not None:
+            prefetch = self.qos.prefetch_count
+            if budget < prefetch and budget < min(batch, prefetch) / 2:
+                # Still holding at least half the prefetch: wait for a fuller batch
+                # rather than pay a receive call for one or two messages.
+                self.transport.qos_blocked = True
+                raise Empty()
         budget = batch if budget is None else min(budget, batch)
         queues = list(self._active_queues)
         if not queues:
