@@ -20,6 +20,7 @@ from .handlers import CommandHandler, handler
 from .pipeline import DispatchContext, ProcessContext
 from .priority import Priority
 from .processing import BackgroundProcessing
+from .transport import TRANSPORT_ALIASES as _TRANSPORT_ALIASES  # noqa: F401 - registers azurequeue://
 
 __version__ = "0.1.0"
 

@@ -30,6 +30,8 @@ class Priority(enum.IntEnum):
         scheme = transport.split(":", 1)[0].split("+", 1)[0].lower()
         if scheme in _AMQP:
             return _AMQP_LEVELS[self]
+        if scheme in _AZURE:
+            return _AZURE_LEVELS[self]
         return _STEP_LEVELS[self]
 
 
@@ -42,6 +44,18 @@ _AMQP_LEVELS = {
     Priority.NORMAL: 5,
     Priority.LOW: 3,
     Priority.NONE: 0,
+}
+
+_AZURE = {"azurequeue"}
+
+#: celery-bgp's Azure Storage Queue transport: higher first, and 0 (kombu's default when
+#: no priority is given) means normal, so it cannot double as "critical".
+_AZURE_LEVELS = {
+    Priority.CRITICAL: 9,
+    Priority.HIGH: 7,
+    Priority.NORMAL: 5,
+    Priority.LOW: 3,
+    Priority.NONE: 1,
 }
 
 #: Redis and other virtual transports: lower first, one priority step per level.

@@ -70,6 +70,7 @@ SCHEMES: dict[str, str] = {
     "unix": "celery_bgp.events.redis:RedisEventRepository",
     "django-cache": "celery_bgp.events.django_cache:DjangoCacheEventRepository",
     "django-db": "celery_bgp.contrib.django.events:DjangoDbEventRepository",
+    "azuretable": "celery_bgp.events.azure_table:AzureTableEventRepository",
 }
 
 ENTRY_POINT_GROUP = "celery_bgp.event_repositories"

@@ -1,0 +1,1 @@
+"""Azure integrations beyond the broker: the Azure Functions entry point."""
