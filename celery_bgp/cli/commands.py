@@ -1,4 +1,4 @@
-"""The ``celery bgp`` subcommands: status, jobs, requeue, cancel, stats, cleanup."""
+"""The ``celery bgp`` subcommands: status, jobs, requeue, cancel, stats, cleanup, poison."""
 from __future__ import annotations
 
 import re
@@ -6,11 +6,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import click
+from celery.bin.base import CeleryCommand
 from rich.progress import Progress
 
 from ..commands import utcnow
 from ..jobs.query import Node, P, Q, QueryError
-from . import Context, _command, json_option
+from . import Context, _command, bgp, json_option
 from .output import state_style
 
 __all__ = ["parse_property"]
@@ -242,3 +243,67 @@ def cleanup(dry_run, as_json, **_: Any) -> None:
         ctx.out.json(result)
     else:
         ctx.out.say(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items()))
+
+
+@bgp.group("poison")
+def poison() -> None:
+    """Dead-lettered messages of an azurequeue:// broker (list, requeue, purge)."""
+
+
+def _poison(ctx: Context):
+    from ..transport.poison import PoisonQueues
+
+    try:
+        return PoisonQueues(ctx.bgp.app.connection_for_write())
+    except TypeError:
+        ctx.out.fail("poison queues exist on the azurequeue:// broker only")
+
+
+@poison.command("list", cls=CeleryCommand)
+@click.argument("queue")
+@click.option("--limit", default=32, show_default=True, type=click.IntRange(1, 32))
+@json_option
+def poison_list(queue: str, limit: int, as_json: bool, **_: Any) -> None:
+    """Peek at a queue's poison messages and why they are there."""
+    ctx = _ctx(as_json)
+    queues = _poison(ctx)
+    messages, total = queues.list(queue, limit), queues.count(queue)
+    if ctx.out.as_json:
+        ctx.out.json({"queue": queue, "poison_queue": queues.name(queue), "count": total,
+                      "messages": messages})
+        return
+    ctx.out.table(f"Poison messages of {queue} ({queues.name(queue)}, about {total})",
+                  ["message id", "reason", "task", "task id", "text"],
+                  ([m.id, m.reason, m.task, m.task_id, m.text]
+                   for m in messages))
+
+
+@poison.command("requeue", cls=CeleryCommand)
+@click.argument("queue")
+@click.option("--id", "ids", multiple=True, help="Only these message ids (repeatable).")
+@click.option("--yes", "-y", is_flag=True)
+@json_option
+def poison_requeue(queue: str, ids: tuple[str, ...], yes: bool, as_json: bool,
+                   **_: Any) -> None:
+    """Send poison messages back to the queue they came from."""
+    ctx = _ctx(as_json)
+    queues = _poison(ctx)
+    if not yes and not ids and ctx.out.interactive:
+        click.confirm(f"Requeue every poison message of {queue}?", abort=True)
+    moved = queues.requeue(queue, list(ids) or None)
+    ctx.out.json({"requeued": moved}) if ctx.out.as_json else ctx.out.say(f"requeued {moved}")
+
+
+@poison.command("purge", cls=CeleryCommand)
+@click.argument("queue")
+@click.option("--id", "ids", multiple=True, help="Only these message ids (repeatable).")
+@click.option("--yes", "-y", is_flag=True)
+@json_option
+def poison_purge(queue: str, ids: tuple[str, ...], yes: bool, as_json: bool, **_: Any) -> None:
+    """Delete poison messages for good."""
+    ctx = _ctx(as_json)
+    queues = _poison(ctx)
+    if not yes and not ids and ctx.out.interactive:
+        click.confirm(f"Delete every poison message of {queue}? There is no undo.", abort=True)
+    deleted = queues.purge(queue, list(ids) or None)
+    ctx.out.json({"purged": deleted}) if ctx.out.as_json else ctx.out.say(f"purged {deleted}")

@@ -129,6 +129,7 @@ class PoisonQueues:
         moved = 0
         for message, text, source in self._drain(queue):
             if wanted is not None and message.id not in wanted:
+                self._release(queue, message)
                 continue
             self.transport.send_text(source, text, ttl=self.transport.options.message_ttl)
             self._delete(queue, message)
@@ -143,6 +144,8 @@ class PoisonQueues:
             if wanted is None or message.id in wanted:
                 self._delete(queue, message)
                 deleted += 1
+            else:
+                self._release(queue, message)
         return deleted
 
     # -- internals ----------------------------------------------------------------------
@@ -152,8 +155,18 @@ class PoisonQueues:
         with self.transport.clients.errors("deleting a poison message"):
             client.delete_message(message.id, message.pop_receipt)
 
+    def _release(self, queue: str, message: Any) -> None:
+        """Make a message that was looked at but not chosen visible again at once."""
+        client = self.transport.queue_client(self.name(queue))
+        with self.transport.clients.errors("releasing a poison message"):
+            client.update_message(message.id, message.pop_receipt, visibility_timeout=0)
+
     def _drain(self, queue: str):
-        """Receive every poison message once (hidden for a minute while handled)."""
+        """Receive every poison message once (hidden for a minute while handled).
+
+        Callers release what they do not take; a message received a second time in
+        the same drain is released here, so nothing stays hidden after a partial pass.
+        """
         client = self.transport.queue_client(self.name(queue))
         base = names.azure_queue_name(queue, self.transport.options.queue_name_prefix)
         seen: set[str] = set()
@@ -171,6 +184,9 @@ class PoisonQueues:
             except StopIteration:
                 return
             fresh = [m for m in batch if m.id not in seen]
+            for again in batch:
+                if again.id in seen:  # released earlier and received again: let it be
+                    self._release(queue, again)
             if not fresh:
                 return
             for message in fresh:
