@@ -37,6 +37,8 @@ def check_message(message: Any) -> str | None:
         body = json.loads(message.body)
     except (ValueError, TypeError) as exc:
         return f"command message body is not valid JSON: {exc}"
+    except RecursionError:
+        return "command message body is nested too deeply"
     if (
         not isinstance(body, list)
         or len(body) != 3

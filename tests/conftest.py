@@ -112,3 +112,13 @@ def failed(request) -> bool:
     """True if the requesting test's call phase failed."""
     report = getattr(request.node, "rep_call", None)
     return bool(report and report.failed)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the fault-injection table when fault scenarios ran."""
+    from tests.helpers.faults import RESULTS, summary_lines
+
+    if RESULTS:
+        terminalreporter.section("celery-bgp fault injection")
+        for line in summary_lines():
+            terminalreporter.write_line(line)

@@ -72,7 +72,7 @@ def parse_envelope(raw: bytes | str) -> dict[str, Any]:
     """Parse JSON bytes into a message object and check its shape."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise UndecodableMessage(f"message is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise UndecodableMessage(f"message JSON is a {type(data).__name__}, not an object")

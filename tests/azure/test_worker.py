@@ -19,6 +19,7 @@ from celery_bgp.transport.storage import MessageTooLarge
 from tests.apps.azure_commands import SlowAppend
 from tests.apps.commands import Append, Echo
 from tests.azure.conftest import FAST, AzureStack, azure_env
+from tests.helpers.faults import record
 from tests.helpers.workers import ROOT
 
 pytestmark = pytest.mark.integration
@@ -125,6 +126,7 @@ def test_sigkill_mid_run_loses_no_command(make_stack, sink):
         deadline = time.monotonic() + 60
         while len(set(sink.lrange(key, 0, -1))) < 30 and time.monotonic() < deadline:
             time.sleep(0.1)
+    record("SIGKILL worker mid-run (Azure)", [str(i) for i in range(30)], sink.lrange(key, 0, -1))
     assert set(sink.lrange(key, 0, -1)) == {str(i) for i in range(30)}
 
 
@@ -189,4 +191,5 @@ def test_publisher_and_worker_survive_an_azurite_restart(restartable_azurite, re
         log = worker.log()
         assert worker.proc.poll() is None  # the same worker, still running
     expected = {f"a{i}" for i in range(10)} | {f"b{i}" for i in range(10)}
+    record("Azurite down 3 s and restarted", expected, sink.lrange(key, 0, -1))
     assert set(sink.lrange(key, 0, -1)) == expected, log[-3000:]

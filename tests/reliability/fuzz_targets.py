@@ -6,6 +6,8 @@ atheris reports with the input that caused it.
 """
 from __future__ import annotations
 
+import base64
+import contextlib
 import dataclasses
 import json
 import sys
@@ -24,9 +26,9 @@ with atheris.instrument_imports(include=["celery_bgp"]):
     from celery_bgp.exceptions import InvalidCommand
     from celery_bgp.jobs.memory import MemoryJobStore
     from celery_bgp.jobs.query import JobQuery, QueryError
+    from celery_bgp.transport.codec import UndecodableMessage, decode_text
     from celery_bgp.worker import check_message
 
-import contextlib
 
 from tests.reliability.fuzz_models import Order
 
@@ -82,18 +84,29 @@ def stored_event(data: bytes) -> None:
         CommandEvent.from_json(data)
 
 
+def transport_envelope(data: bytes) -> None:
+    """Queue text of the Azure transport: base64 of a JSON envelope, or anything."""
+    fdp = atheris.FuzzedDataProvider(data)
+    raw = fdp.ConsumeBytes(fdp.remaining_bytes())
+    text = base64.b64encode(raw).decode() if raw[:1] == b"{" else raw
+    with contextlib.suppress(UndecodableMessage):
+        decode_text(text)
+
+
 TARGETS = {f.__name__: f for f in (command_payload, worker_message, query_filter,
-                                   cli_property, stored_event)}
+                                   cli_property, stored_event, transport_envelope)}
 
 #: Seed inputs that reach deep paths quickly.
 SEEDS = {
     "command_payload": [b'{"id": "x", "sku": "A", "quantity": 2, "size": "l", "tags": ["a"],'
                         b' "inner": {"name": "n", "weight": 1.5}, "ref": null}'],
-    "worker_message": [b"\x00[[{\"a\": 1}], {}, {}]"],
+    "worker_message": [b"\x00[[{\"a\": 1}], {}, {}]", b"\x00" + b"[" * 100_000],
     "query_filter": [b'{"where": {"and": [{"field": "state", "value": "Failed"},'
                      b' {"property": "amount", "op": "gt", "value": 3}]},'
                      b' "order_by": ["-created"], "limit": 5}'],
     "cli_property": [b"amount>=10", b"tenant~ac*"],
+    "transport_envelope": [b'{"body": "e30=", "properties": {"delivery_tag": "x"},'
+                           b' "headers": {"id": "1"}}', b"[" * 5000],
     "stored_event": [b'{"command_id": "c", "status": "ERROR",'
                      b' "timestamp": "2026-01-01T00:00:00+00:00", "error": {"type": "E",'
                      b' "message": "m"}}'],

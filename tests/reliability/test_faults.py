@@ -15,13 +15,13 @@ from celery_bgp import BackgroundProcessing, EventStatus
 from celery_bgp.presets import at_least_once
 from tests.apps.commands import SlowAppend
 from tests.conftest import EVENTS_DB, SINK_DB, stack_env
+from tests.helpers.faults import record
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 APP = "tests.apps.faults_app"
-RESULTS: list[dict] = []
 
 
 def publisher(env: dict[str, str], **conf) -> BackgroundProcessing:
@@ -38,12 +38,7 @@ def tally(scenario: str, sink: redis.Redis, key: str, ids: list[str], timeout: f
     deadline = time.monotonic() + timeout
     while len(set(sink.lrange(key, 0, -1))) < len(ids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    seen = sink.lrange(key, 0, -1)
-    unique = set(seen)
-    row = {"scenario": scenario, "dispatched": len(ids), "processed": len(unique & set(ids)),
-           "duplicated": len(seen) - len(unique), "lost": len(set(ids) - unique)}
-    RESULTS.append(row)
-    return row
+    return record(scenario, ids, sink.lrange(key, 0, -1))
 
 
 def sink_client(redis_base: str) -> redis.Redis:
@@ -149,8 +144,7 @@ def test_event_store_down_then_back(redis_base, tmp_path):
                 assert event.status is EventStatus.PROCESSED
     finally:
         events.stop()
-    RESULTS.append({"scenario": "event store down 5 s (events caught up)",
-                    "dispatched": len(commands), "processed": len(commands) - len(missing),
-                    "duplicated": 0, "lost": len(missing)})
+    record("event store down 5 s (events caught up)", [c.id for c in commands],
+           [c.id for c in commands if c.id not in missing])
     assert row["lost"] == 0, row
     assert missing == []

@@ -112,3 +112,16 @@ def test_missing_extra_names_the_extra():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "pip install 'celery-bgp[redis]'" in result.stdout, result.stderr
+
+
+def test_deeply_nested_bodies_are_refused_not_crashing():
+    assert "nested too deeply" in check_message(Message(b"[" * 100_000))
+
+
+def test_deeply_nested_transport_text_is_undecodable():
+    import base64
+
+    from celery_bgp.transport.codec import UndecodableMessage, decode_text
+
+    with pytest.raises(UndecodableMessage, match="not valid JSON"):
+        decode_text(base64.b64encode(b"[" * 100_000).decode())
