@@ -26,6 +26,7 @@ from .model import JobKind, JobRecord, LogRecord, On, StateRecord
 from .query import JobQuery, Node
 from .recurring import RecurringJobs
 from .retry import RetryPolicy
+from .runner import Heartbeats
 from .states import (
     FINAL_STATES,
     Awaiting,
@@ -69,6 +70,7 @@ class Jobs(RecurringJobs):
         self.activator: Callable[[type], Any] = lambda cls: cls()
         self.recurring_jobs: dict[str, dict[str, Any]] = {}
         self._local = threading.local()
+        self.heartbeats = Heartbeats(self)
         self.mediator.handle(ELECT, self._elect_retry, RETRY_PRIORITY)
         self.machine.after_applied.append(self._on_applied)
 
@@ -131,15 +133,16 @@ class Jobs(RecurringJobs):
             args=args, kwargs=kwargs, middleware=attached, options=options,
         )
         parent = _parse_after(after) if after is not None else None
-        if parent is not None and self.store.get(parent[0]) is None:
-            raise JobNotFound(f"continuation parent {parent[0]} does not exist")
-        self.store.create(job, Created().record(now), properties)
         if parent is not None:
+            if self.store.get(parent[0]) is None:
+                raise JobNotFound(f"continuation parent {parent[0]} does not exist")
+            self.store.create(job, Created().record(now), properties)
             self._await(job, *parent)
         elif idle:
-            self.machine.change(job.id, Idle(reason="created idle"), job=job)
+            self.machine.create(job, Idle(reason="created idle"), properties)
         else:
-            self._enqueue(job.id, Enqueued(delay_until=when), job=job)
+            self.machine.create(job, Enqueued(delay_until=when), properties,
+                                changes={"execution_id": uuid.uuid4().hex})
         return job.id
 
     def _await(self, job: JobRecord, parent_id: str, on: On, delete_on_other: bool) -> None:
@@ -201,22 +204,24 @@ class Jobs(RecurringJobs):
         return RetryPolicy.from_value(value) if value is not None else RetryPolicy()
 
     @contextlib.contextmanager
-    def holding(self, job_id: str, holder: str) -> Iterator[None]:
+    def holding(self, job_id: str, holder: str) -> Iterator[_Hold]:
         """Release ``holder``'s lock on exit, then send the messages queued meanwhile.
 
         A message sent while the lock is held could reach a worker before the
         release; that worker would find the job locked and drop its message, and
-        the job would wait forever. So publications wait for the release.
+        the job would wait forever. So publications wait for the release. Set
+        ``hold.release = False`` when the lock was already released (or never taken).
         """
         outer = getattr(self._local, "pending", None)
-        pending: list[Callable[[], Any]] = []
-        self._local.pending = pending
+        hold = _Hold()
+        self._local.pending = hold.pending
         try:
-            yield
+            yield hold
         finally:
             self._local.pending = outer
-            self.store.release_lock(job_id, holder)
-            for publish in pending:
+            if hold.release:
+                self.store.release_lock(job_id, holder)
+            for publish in hold.pending:
                 self._after_release(publish)
 
     def _after_release(self, publish: Callable[[], Any]) -> None:
@@ -375,6 +380,14 @@ class Jobs(RecurringJobs):
 
     def context(self, job: JobRecord, cancellation: Any) -> JobContext:
         return JobContext(self, job, cancellation, self.settings.job_log_level)
+
+
+class _Hold:
+    """State of one :meth:`Jobs.holding` block."""
+
+    def __init__(self) -> None:
+        self.release = True
+        self.pending: list[Callable[[], Any]] = []
 
 
 def _priority(value: Priority | int | str) -> Priority:

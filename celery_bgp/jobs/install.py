@@ -28,6 +28,8 @@ class JobTask(Task):
     bgp: BackgroundProcessing
     serializer = "json"
     typing = False
+    #: A job's result lives in the job store; no second copy in the result backend.
+    ignore_result = True
     Strategy = "celery_bgp.worker:json_only_strategy"
     command_name = None
 

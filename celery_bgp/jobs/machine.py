@@ -16,7 +16,7 @@ from typing import Any
 
 from ..exceptions import BGPError
 from .mediator import Mediator
-from .model import JobRecord, StateRecord, Transition
+from .model import RELEASING_STATES, JobRecord, StateRecord, Transition
 from .states import State, StateRegistry
 from .store import JobNotFound, JobStore
 
@@ -90,8 +90,15 @@ class StateMachine:
         holder: str | None = None,
         changes: dict[str, Any] | None = None,
         job: JobRecord | None = None,
+        take_lock: float | None = None,
+        release_lock: bool = False,
+        durable: bool = True,
     ) -> StateChange:
-        """Elect and apply ``state``; raise on a disallowed transition or a conflict."""
+        """Elect and apply ``state``; raise on a disallowed transition or a conflict.
+
+        ``take_lock`` / ``release_lock`` take or release ``holder``'s lock in the same
+        write (see :meth:`JobStore.transition`).
+        """
         job = job or self.store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
@@ -104,12 +111,38 @@ class StateMachine:
         if expected is not None:
             allowed_from &= set(expected)
         record = elected.record()
-        transition = self.store.transition(job_id, record, expected=allowed_from, holder=holder,
-                                           changes=changes)
+        transition = self.store.transition(
+            job_id, record, expected=allowed_from, holder=holder, changes=changes,
+            take_lock=take_lock, release_lock=release_lock,
+            continuations=elected.name in RELEASING_STATES, durable=durable,
+        )
         after = dataclasses.replace(job, state=elected.name, modified=record.elected,
                                     **(changes or {}))
         applied = StateApplied(after, transition.previous, elected, transition.applied,
                                transition)
+        self.mediator.publish(STATE_APPLIED, applied)
+        for react in self.after_applied:
+            react(applied)
+        return StateChange(after, state, elected, transition)
+
+    def create(self, job: JobRecord, state: State, properties: dict[str, Any] | None = None,
+               changes: dict[str, Any] | None = None) -> StateChange:
+        """Store a new job as Created then ``state`` (elected) in one write, and announce it.
+
+        One write instead of create + transition: enqueueing is on the caller's path.
+        """
+        from .states import Created
+
+        job = dataclasses.replace(job, state=Created.name, **(changes or {}))
+        elected = self.elect(job, state)
+        if not self.registry.is_allowed(Created.name, elected.name):
+            raise TransitionNotAllowed(f"a new job cannot start as {elected.name}")
+        created = Created().record(job.created)
+        record = dataclasses.replace(elected.record(), sequence=2)
+        after = dataclasses.replace(job, state=elected.name, modified=record.elected)
+        self.store.create(after, [created, record], properties)
+        transition = Transition(Created.name, record, ())
+        applied = StateApplied(after, Created.name, elected, record, transition)
         self.mediator.publish(STATE_APPLIED, applied)
         for react in self.after_applied:
             react(applied)

@@ -50,16 +50,17 @@ class MemoryJobStore(JobStore):
 
     # -- jobs and states ---------------------------------------------------------------
 
-    def create(self, job: JobRecord, initial: StateRecord,
+    def create(self, job: JobRecord, initial: StateRecord | Sequence[StateRecord],
                properties: Mapping[str, Any] | None = None) -> None:
-        if job.state != initial.name:
-            raise ValueError("job.state must be the initial state's name")
+        history = [initial] if isinstance(initial, StateRecord) else list(initial)
+        if not history or job.state != history[-1].name:
+            raise ValueError("job.state must be the last initial state's name")
         props = {k: property_value(k, v) for k, v in (properties or {}).items()}
         with self._lock:
             if job.id in self._jobs:
                 raise JobExists(f"job {job.id} already exists")
-            first = dataclasses.replace(initial, sequence=1)
-            self._jobs[job.id] = _Entry(copy.deepcopy(job), [first], props)
+            states = [dataclasses.replace(s, sequence=i) for i, s in enumerate(history, 1)]
+            self._jobs[job.id] = _Entry(copy.deepcopy(job), states, props)
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
@@ -79,7 +80,11 @@ class MemoryJobStore(JobStore):
 
     def transition(self, job_id: str, state: StateRecord, *,
                    expected: Collection[str] | None = None, holder: str | None = None,
-                   changes: Mapping[str, Any] | None = None) -> Transition:
+                   changes: Mapping[str, Any] | None = None, take_lock: float | None = None,
+                   release_lock: bool = False, continuations: bool = True,
+                   durable: bool = True) -> Transition:
+        if (take_lock is not None or release_lock) and holder is None:
+            raise ValueError("take_lock and release_lock need a holder")
         with self._lock:
             entry = self._entry(job_id)
             job = entry.job
@@ -102,7 +107,14 @@ class MemoryJobStore(JobStore):
             entry.order = ""
             if state.name == "Enqueued":
                 entry.cancel_for = None
-            return Transition(previous, applied, tuple(self._continuations.get(job_id, ())))
+            if take_lock is not None:
+                now = utcnow()
+                acquired = job.lock.acquired if job.lock and job.lock.holder == holder else now
+                job.lock = LockInfo(holder, acquired, now, now + timedelta(seconds=take_lock))
+            elif release_lock and job.lock is not None and job.lock.holder == holder:
+                job.lock = None
+            found = tuple(self._continuations.get(job_id, ())) if continuations else ()
+            return Transition(previous, applied, found)
 
     # -- continuations -----------------------------------------------------------------
 

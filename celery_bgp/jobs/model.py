@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "RELEASING_STATES",
     "ContinuationRecord",
     "JobKind",
     "JobRecord",
@@ -73,6 +74,8 @@ _STATE_FLAGS = {
     "Cancelled": On.DELETED,
     "Executing": On.EXECUTING,
 }
+#: States whose application may release or delete continuations.
+RELEASING_STATES = frozenset(_STATE_FLAGS)
 
 
 @dataclasses.dataclass(frozen=True)

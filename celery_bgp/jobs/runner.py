@@ -1,10 +1,12 @@
-"""Runs one job on a worker: lock, Executing, middleware + callable, final state.
+"""Runs one job on a worker: Executing (and the lock), middleware + callable, final state.
 
 The message carries the job id and an execution id. A message whose execution id
 is not the job's current one is stale (the job was requeued or recovered since)
 and is dropped, as in HiveMind; so is one for a job that is no longer Enqueued.
-While the job runs, a heartbeat thread extends its lock and fires the
-cancellation token when someone asked to cancel.
+Taking the lock and applying Executing is one write, and so is the final state
+and the release: a job costs its worker two writes plus what it does itself. While
+jobs run, one heartbeat thread per process extends their locks and fires their
+cancellation tokens.
 """
 from __future__ import annotations
 
@@ -24,49 +26,72 @@ from .store import StateConflict
 if TYPE_CHECKING:
     from .client import Jobs
 
-__all__ = ["Heartbeat", "run_job"]
+__all__ = ["Heartbeats", "run_job"]
 
 logger = logging.getLogger("celery_bgp.jobs")
 
 RUNNABLE = {"Enqueued", "Executing"}
 
 
-class Heartbeat:
-    """Extends the job's lock every ``timeout / 3`` s and watches for cancellation."""
+class Heartbeats:
+    """One thread per process that keeps the locks of running jobs alive.
 
-    def __init__(self, jobs: Jobs, job_id: str, holder: str, timeout: float,
-                 token: CancellationToken) -> None:
-        self.jobs, self.job_id, self.holder = jobs, job_id, holder
-        self.timeout, self.token = timeout, token
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"bgp-heartbeat-{job_id}",
-                                        daemon=True)
+    Every ``timeout / 3`` seconds per job it extends the lock and checks whether
+    someone asked to cancel; a thread per job would cost a thread start per job.
+    """
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
+    def __init__(self, jobs: Jobs) -> None:
+        self.jobs = jobs
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[str, float, CancellationToken, float]] = {}
+        self._wake = threading.Event()
+        self._pid = -1
+        self._thread: threading.Thread | None = None
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def add(self, job_id: str, holder: str, timeout: float, token: CancellationToken) -> None:
+        with self._lock:
+            self._running[job_id] = (holder, timeout, token, time.monotonic() + timeout / 3)
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="bgp-heartbeats",
+                                                 daemon=True)
+                self._thread.start()
+
+    def remove(self, job_id: str) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
 
     def _run(self) -> None:
         store = self.jobs.store
-        interval = max(0.2, self.timeout / 3)
-        while not self._stop.wait(interval):
-            try:
-                if not store.heartbeat(self.job_id, self.holder, self.timeout):
-                    logger.warning("celery-bgp: job %s lost its lock", self.job_id)
-                if store.cancel_requested(self.job_id):
-                    self.token.cancel()
-            except Exception:
-                logger.exception("celery-bgp: heartbeat of job %s failed", self.job_id)
+        idle = False
+        while True:
+            with self._lock:
+                due = [(job_id, entry) for job_id, entry in self._running.items()
+                       if entry[3] <= time.monotonic()]
+                soonest = min((e[3] for e in self._running.values()), default=None)
+            for job_id, (holder, timeout, token, _) in due:
+                try:
+                    if not store.heartbeat(job_id, holder, timeout):
+                        logger.warning("celery-bgp: job %s lost its lock", job_id)
+                    if store.cancel_requested(job_id):
+                        token.cancel()
+                except Exception:
+                    logger.exception("celery-bgp: heartbeat of job %s failed", job_id)
+                with self._lock:
+                    if job_id in self._running:
+                        self._running[job_id] = (holder, timeout, token,
+                                                 time.monotonic() + timeout / 3)
+            if soonest is None and not idle:
+                store.on_idle()  # nothing running: give the database connection back
+            idle = soonest is None
+            if not due:
+                wait = 1.0 if soonest is None else max(0.05, soonest - time.monotonic())
+                self._wake.wait(min(wait, 1.0))
 
 
 def run_job(jobs: Jobs, task: Any, job_id: str, execution_id: str) -> Any:
     """Body of the ``bgp.job`` task."""
-    store = jobs.store
-    job = store.get(job_id)
+    job = jobs.store.get(job_id)
     if job is None:
         logger.warning("celery-bgp: job %s no longer exists; message dropped", job_id)
         return None
@@ -77,58 +102,58 @@ def run_job(jobs: Jobs, task: Any, job_id: str, execution_id: str) -> Any:
     worker = getattr(task.request, "hostname", None) or socket.gethostname()
     holder = f"{worker}/{os.getpid()}/{execution_id}"
     timeout = jobs.settings.job_lock_timeout
-    if not store.acquire_lock(job_id, holder, timeout):
-        logger.info("celery-bgp: job %s is held by another worker; duplicate dropped", job_id)
-        return None
-    with jobs.holding(job_id, holder):
-        return _execute(jobs, job_id, holder, worker, execution_id, timeout)
-
-
-def _execute(jobs: Jobs, job_id: str, holder: str, worker: str, execution_id: str,
-             timeout: float) -> Any:
-    job = jobs.store.get(job_id)
     attempt = job.attempt + 1
-    try:
-        change = jobs.machine.change(
-            job_id, Executing(worker=worker, execution_id=execution_id, attempt=attempt),
-            holder=holder, expected=RUNNABLE, changes={"attempt": attempt, "worker": worker},
-            job=job,
-        )
-    except StateConflict as exc:
-        logger.info("celery-bgp: job %s not started: %s", job_id, exc)
-        return None
-    if not change.won:
-        logger.info("celery-bgp: job %s was elected %s instead of Executing", job_id,
-                    change.elected.name)
-        return None
-    token = CancellationToken()
-    context = jobs.context(change.job, token)
-    started = time.monotonic()
-    with Heartbeat(jobs, job_id, holder, timeout, token):
+    with jobs.holding(job_id, holder) as hold:
         try:
-            invocation = resolve(job.name, jobs.settings.job_modules)
+            change = jobs.machine.change(
+                job_id, Executing(worker=worker, execution_id=execution_id, attempt=attempt),
+                holder=holder, expected=RUNNABLE, take_lock=timeout, job=job,
+                changes={"attempt": attempt, "worker": worker}, durable=False,
+            )
+        except StateConflict as exc:
+            hold.release = False  # the lock was never ours
+            logger.info("celery-bgp: job %s not started (duplicate or moved): %s", job_id, exc)
+            return None
+        if not change.won:
+            logger.info("celery-bgp: job %s was elected %s instead of Executing", job_id,
+                        change.elected.name)
+            return None
+        return _execute(jobs, change.job, holder, timeout, attempt, hold)
 
-            def final(ctx: Any) -> Any:
-                return invocation.call(job.args, job.kwargs, activator=jobs.activator,
-                                       context=ctx, cancellation=token)
 
-            result = jobs.middleware.build(job.queue, job.middleware, final)(context)
-        except JobCancelled as exc:
-            return _finish(jobs, job_id, holder, Cancelled(reason=str(exc) or "cancelled"))
-        except Exception as exc:
-            logger.info("celery-bgp: job %s attempt %d failed: %r", job_id, attempt, exc)
-            return _finish(jobs, job_id, holder, Failed.from_exception(exc, attempt))
+def _execute(jobs: Jobs, job: Any, holder: str, timeout: float, attempt: int,
+             hold: Any) -> Any:
+    token = CancellationToken()
+    context = jobs.context(job, token)
+    started = time.monotonic()
+    jobs.heartbeats.add(job.id, holder, timeout, token)
+    try:
+        invocation = resolve(job.name, jobs.settings.job_modules)
+
+        def final(ctx: Any) -> Any:
+            return invocation.call(job.args, job.kwargs, activator=jobs.activator,
+                                   context=ctx, cancellation=token)
+
+        result = jobs.middleware.build(job.queue, job.middleware, final)(context)
+    except JobCancelled as exc:
+        return _finish(jobs, job.id, holder, hold, Cancelled(reason=str(exc) or "cancelled"))
+    except Exception as exc:
+        logger.info("celery-bgp: job %s attempt %d failed: %r", job.id, attempt, exc)
+        return _finish(jobs, job.id, holder, hold, Failed.from_exception(exc, attempt))
+    finally:
+        jobs.heartbeats.remove(job.id)
     stored = _jsonable(result)
-    return _finish(jobs, job_id, holder,
+    return _finish(jobs, job.id, holder, hold,
                    Succeeded(duration=round(time.monotonic() - started, 6), result=stored),
                    changes={"result": stored}, value=stored)
 
 
-def _finish(jobs: Jobs, job_id: str, holder: str, state: Any,
+def _finish(jobs: Jobs, job_id: str, holder: str, hold: Any, state: Any,
             changes: dict[str, Any] | None = None, value: Any = None) -> Any:
     try:
         jobs.machine.change(job_id, state, holder=holder, changes=changes,
-                            expected={"Executing"})
+                            expected={"Executing"}, release_lock=True, durable=False)
+        hold.release = False  # released in the same write
     except StateConflict as exc:
         # Recovered by the monitor (lock expired) or moved by hand meanwhile.
         logger.warning("celery-bgp: job %s finished as %s but could not record it: %s",

@@ -138,11 +138,12 @@ class JobStore(abc.ABC):
     # -- jobs and states ---------------------------------------------------------------
 
     @abc.abstractmethod
-    def create(self, job: JobRecord, initial: StateRecord,
+    def create(self, job: JobRecord, initial: StateRecord | Sequence[StateRecord],
                properties: Mapping[str, Any] | None = None) -> None:
-        """Insert a job whose first state is ``initial`` (``job.state == initial.name``).
+        """Insert a job with its first state, or its first states in order, in one step.
 
-        Raises :class:`JobExists` if the id is taken.
+        ``job.state`` is the name of the last one. Raises :class:`JobExists` if the id
+        is taken.
         """
 
     @abc.abstractmethod
@@ -162,6 +163,10 @@ class JobStore(abc.ABC):
         expected: Collection[str] | None = None,
         holder: str | None = None,
         changes: Mapping[str, Any] | None = None,
+        take_lock: float | None = None,
+        release_lock: bool = False,
+        continuations: bool = True,
+        durable: bool = True,
     ) -> Transition:
         """Apply ``state`` atomically and return what happened.
 
@@ -169,8 +174,16 @@ class JobStore(abc.ABC):
         given and the current state is not in it, or if ``holder`` is given and
         another holder has an unexpired lock. ``changes`` updates JobRecord fields
         (``execution_id``, ``attempt``, ``worker``, ``result``, ``queue``,
-        ``priority``, ``options``) in the same step. The returned transition lists the
-        job's continuations (as parent) as registered at that moment.
+        ``priority``, ``options``) in the same step. With ``holder``, ``take_lock``
+        (seconds) also takes or extends the lock and ``release_lock`` releases it, in
+        the same step (a worker starts and finishes a job in one write each). The
+        returned transition lists the job's continuations (as parent) as registered at
+        that moment, unless ``continuations`` is False (the state releases none).
+        ``durable=False`` lets a store commit without waiting for its log to reach disk
+        (PostgreSQL's asynchronous commit): a database crash may then forget the last
+        fraction of a second of such transitions, never corrupt them. The runner uses
+        it for Executing and for final states, where a forgotten write means a job is
+        run again (at least once), not lost.
         """
 
     # -- continuations -----------------------------------------------------------------

@@ -52,8 +52,8 @@ def job_record(row: Job) -> JobRecord:
     )
 
 
-def job_row(job: JobRecord) -> Job:
-    """An unsaved row for a new job (its first state has sequence 1)."""
+def job_row(job: JobRecord, sequence: int = 1) -> Job:
+    """An unsaved row for a new job whose history has ``sequence`` states."""
     lock = job.lock
     return Job(
         id=job.id, name=job.name, kind=JobKind(job.kind).value, queue=job.queue,
@@ -64,7 +64,7 @@ def job_row(job: JobRecord) -> Job:
         worker=job.worker, lock_holder=lock.holder if lock else None,
         lock_acquired=lock.acquired if lock else None,
         lock_heartbeat=lock.heartbeat if lock else None,
-        lock_expires=lock.expires if lock else None, sequence=1,
+        lock_expires=lock.expires if lock else None, sequence=sequence,
     )
 
 

@@ -91,6 +91,16 @@ class DjangoJobStore(JobStore):
         if not connection.in_atomic_block:
             connection.close()
 
+    def _fast_commit(self) -> None:
+        """PostgreSQL: commit this transaction without waiting for the WAL flush.
+
+        Only when it is our own transaction; inside a caller's, their durability rules.
+        """
+        connection = self.connection
+        if connection.vendor == "postgresql" and len(connection.savepoint_ids) == 0:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
     def _atomic(self) -> transaction.Atomic:
         return transaction.atomic(using=self.using)
 
@@ -158,16 +168,17 @@ class DjangoJobStore(JobStore):
 
     # -- jobs and states ---------------------------------------------------------------
 
-    def create(self, job: JobRecord, initial: StateRecord,
+    def create(self, job: JobRecord, initial: StateRecord | Sequence[StateRecord],
                properties: Mapping[str, Any] | None = None) -> None:
-        if job.state != initial.name:
-            raise ValueError("job.state must be the initial state's name")
+        history = [initial] if isinstance(initial, StateRecord) else list(initial)
+        if not history or job.state != history[-1].name:
+            raise ValueError("job.state must be the last initial state's name")
         props = _property_rows(job.id, properties or {})
         try:
             with self._atomic():
-                job_row(job).save(using=self.using, force_insert=True)
+                job_row(job, len(history)).save(using=self.using, force_insert=True)
                 JobState.objects.using(self.using).bulk_create(
-                    [state_row(job.id, initial, 1)])
+                    [state_row(job.id, state, i) for i, state in enumerate(history, 1)])
                 if props:
                     JobProperty.objects.using(self.using).bulk_create(props)
         except IntegrityError as exc:
@@ -187,12 +198,18 @@ class DjangoJobStore(JobStore):
 
     def transition(self, job_id: str, state: StateRecord, *,
                    expected: Collection[str] | None = None, holder: str | None = None,
-                   changes: Mapping[str, Any] | None = None) -> Transition:
+                   changes: Mapping[str, Any] | None = None, take_lock: float | None = None,
+                   release_lock: bool = False, continuations: bool = True,
+                   durable: bool = True) -> Transition:
+        if (take_lock is not None or release_lock) and holder is None:
+            raise ValueError("take_lock and release_lock need a holder")
         changes = dict(changes or {})
         unknown = set(changes) - _CHANGEABLE
         if unknown:
             raise ValueError(f"cannot change {sorted(unknown)} in a transition")
         with self._atomic():
+            if not durable:
+                self._fast_commit()
             row = self._lock_row(job_id)
             if expected is not None and row.state not in expected:
                 raise StateConflict(
@@ -206,9 +223,18 @@ class DjangoJobStore(JobStore):
                                       "sequence": applied.sequence, "order": "", **changes}
             if state.name == "Enqueued":
                 update["cancel_requested"] = None
+            if take_lock is not None:
+                now = utcnow()
+                keep = row.lock_holder == holder and row.lock_acquired is not None
+                update.update(lock_holder=holder, lock_heartbeat=now,
+                              lock_acquired=row.lock_acquired if keep else now,
+                              lock_expires=now + timedelta(seconds=take_lock))
+            elif release_lock and row.lock_holder == holder:
+                update.update(lock_holder=None, lock_acquired=None, lock_heartbeat=None,
+                              lock_expires=None)
             self._jobs().filter(pk=job_id).update(**update)
-            continuations = self._continuations_locked(job_id)
-        return Transition(row.state, applied, tuple(continuations))
+            found = self._continuations_locked(job_id) if continuations else []
+        return Transition(row.state, applied, tuple(found))
 
     # -- continuations -----------------------------------------------------------------
 

@@ -1,0 +1,42 @@
+"""Worker app for benchmarks/jobs.py: a plain task with django-celery-results, and jobs."""
+from __future__ import annotations
+
+import os
+
+import django
+from django.conf import settings
+
+DB = os.environ.get("BGP_BENCH_DB", "bgp_bench_throughput")
+if not settings.configured:
+    settings.configure(
+        DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": DB,
+                               "USER": "postgres", "HOST": "127.0.0.1", "PORT": 5432}},
+        INSTALLED_APPS=["django.contrib.contenttypes", "django_celery_results",
+                        "celery_bgp.contrib.django"],
+        USE_TZ=True, TIME_ZONE="UTC", DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+    )
+    django.setup()
+
+from celery import Celery  # noqa: E402
+
+from celery_bgp import BackgroundProcessing  # noqa: E402
+
+app = Celery("bench_jobs")
+app.conf.update(
+    broker_url=os.environ.get("BGP_BENCH_BROKER", "redis://127.0.0.1:6379/5"),
+    result_backend="django-db",
+    result_extended=True,
+    task_default_queue="bench-jobs",
+)
+bgp = BackgroundProcessing(app, job_store="django://", job_modules=["benchmarks.jobs_app"],
+                           event_repository="memory://")
+
+
+@app.task(name="bench.plain_add")
+def plain_add(a: int, b: int) -> int:
+    return a + b
+
+
+def add(a: int, b: int) -> int:
+    """The same work as a tracked job."""
+    return a + b
