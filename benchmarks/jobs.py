@@ -72,7 +72,7 @@ def main() -> None:
             start = time.perf_counter()
             for i in range(args.n):
                 bgp.jobs.enqueue(add, i, i)
-            wait(lambda: bgp.jobs.count(Q(state="Succeeded")) - before, args.n)
+            wait(lambda b=before: bgp.jobs.count(Q(state="Succeeded")) - b, args.n)
             job_rates.append(args.n / (time.perf_counter() - start))
     plain, jobs = statistics.median(plain_rates), statistics.median(job_rates)
     print(f"\nN={args.n}, {args.rounds} rounds, median; worker prefork -c 2, Redis, PostgreSQL")

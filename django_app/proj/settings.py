@@ -74,7 +74,7 @@ if BROKER == "embedded":
     (DATA / "broker").mkdir(exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(DATA / "broker"), "data_folder_out": str(DATA / "broker"),
-        "store_processed": False,
+        "control_folder": str(DATA / "broker-control"), "store_processed": False,
     }
 elif BROKER == "azurite":
     CELERY_BROKER_TRANSPORT_OPTIONS = {"connection_string": os.environ.get(
