@@ -112,8 +112,10 @@ def main(argv: list[str]) -> int:
     if port_open(args.port):
         console.print(f"[red]127.0.0.1:{args.port} is taken; pass --port[/]")
         return 2
-    # SIGTERM (a service manager, `timeout`) stops the demo like Ctrl-C does.
+    # SIGTERM (a service manager, `timeout`) stops the demo like Ctrl-C does; SIGINT is
+    # set too, as a shell that starts us in the background leaves it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "proj.settings",
            "BGP_DEMO_DATA": str(args.data), "BGP_DEMO_BROKER": args.broker,
            "PYTHONPATH": os.pathsep.join([str(APP_DIR), str(ROOT),

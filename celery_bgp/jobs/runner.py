@@ -136,22 +136,26 @@ def _execute(jobs: Jobs, job: Any, holder: str, timeout: float, attempt: int,
 
         result = jobs.middleware.build(job.queue, job.middleware, final)(context)
     except JobCancelled as exc:
-        return _finish(jobs, job.id, holder, hold, Cancelled(reason=str(exc) or "cancelled"))
+        return _finish(jobs, job, holder, hold, Cancelled(reason=str(exc) or "cancelled"))
     except Exception as exc:
         logger.info("celery-bgp: job %s attempt %d failed: %r", job.id, attempt, exc)
-        return _finish(jobs, job.id, holder, hold, Failed.from_exception(exc, attempt))
+        return _finish(jobs, job, holder, hold, Failed.from_exception(exc, attempt))
     finally:
         jobs.heartbeats.remove(job.id)
     stored = _jsonable(result)
-    return _finish(jobs, job.id, holder, hold,
+    return _finish(jobs, job, holder, hold,
                    Succeeded(duration=round(time.monotonic() - started, 6), result=stored),
                    changes={"result": stored}, value=stored)
 
 
-def _finish(jobs: Jobs, job_id: str, holder: str, hold: Any, state: Any,
+def _finish(jobs: Jobs, job: Any, holder: str, hold: Any, state: Any,
             changes: dict[str, Any] | None = None, value: Any = None) -> Any:
+    # ``job`` is the record as this worker made it Executing: while the lock is ours
+    # nobody else moves it, and the store re-checks state and holder in the write, so
+    # the election needs no fresh read.
+    job_id = job.id
     try:
-        jobs.machine.change(job_id, state, holder=holder, changes=changes,
+        jobs.machine.change(job_id, state, holder=holder, changes=changes, job=job,
                             expected={"Executing"}, release_lock=True, durable=False)
         hold.release = False  # released in the same write
     except StateConflict as exc:
