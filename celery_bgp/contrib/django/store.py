@@ -47,6 +47,7 @@ from celery_bgp.jobs.model import (
 from celery_bgp.jobs.query import JobQuery, property_value
 from celery_bgp.jobs.store import JobExists, JobNotFound, JobStore, StateConflict
 
+from . import pgfast
 from .models import Continuation, Job, JobData, JobLog, JobProperty, JobState
 from .queries import VALUE_COLUMNS, filtered, property_columns
 from .records import (
@@ -207,6 +208,9 @@ class DjangoJobStore(JobStore):
         unknown = set(changes) - _CHANGEABLE
         if unknown:
             raise ValueError(f"cannot change {sorted(unknown)} in a transition")
+        if pgfast.available(self.connection):
+            return self._pg_transition(job_id, state, expected, holder, changes, take_lock,
+                                       release_lock, continuations, durable)
         with self._atomic():
             if not durable:
                 self._fast_commit()
@@ -235,6 +239,24 @@ class DjangoJobStore(JobStore):
             self._jobs().filter(pk=job_id).update(**update)
             found = self._continuations_locked(job_id) if continuations else []
         return Transition(row.state, applied, tuple(found))
+
+    def _pg_transition(self, job_id: str, state: StateRecord, expected: Collection[str] | None,
+                       holder: str | None, changes: dict[str, Any], take_lock: float | None,
+                       release_lock: bool, continuations: bool, durable: bool) -> Transition:
+        """:meth:`transition` in three round trips (see :mod:`.pgfast`), same checks."""
+        with self._atomic(), self.connection.cursor() as cursor:
+            row = pgfast.lock_row(cursor, job_id, durable)
+            if row is None:
+                raise JobNotFound(f"no job {job_id}")
+            if expected is not None and row.state not in expected:
+                raise StateConflict(
+                    f"job {job_id} is {row.state}, expected one of {sorted(expected)}")
+            if holder is not None and not _free_for(row, holder, state.elected):
+                raise StateConflict(f"job {job_id} is locked by {row.lock_holder}")
+            sequence, found = pgfast.write(
+                cursor, job_id, row, state, holder=holder, changes=changes,
+                take_lock=take_lock, release_lock=release_lock, continuations=continuations)
+        return Transition(row.state, dataclasses.replace(state, sequence=sequence), tuple(found))
 
     # -- continuations -----------------------------------------------------------------
 
