@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, OperationalError, connections, models, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Count, F, Min, Q, Value, When
 
 from celery_bgp.commands import utcnow
 from celery_bgp.events.model import CommandEvent
@@ -45,7 +45,7 @@ from celery_bgp.jobs.model import (
     Transition,
 )
 from celery_bgp.jobs.query import JobQuery, property_value
-from celery_bgp.jobs.store import JobExists, JobNotFound, JobStore, StateConflict
+from celery_bgp.jobs.store import JobExists, JobNotFound, JobStore, StateConflict, StoreSummary
 
 from .models import Continuation, Job, JobData, JobLog, JobProperty, JobState
 from .queries import VALUE_COLUMNS, filtered, property_columns
@@ -341,6 +341,23 @@ class DjangoJobStore(JobStore):
 
     def count(self, query: JobQuery) -> int:
         return filtered(query, self.using).count()
+
+    def summary(self, environment: str | None, since: datetime) -> StoreSummary:
+        """Three aggregate queries on the job table (its indexes), not a scan in Python."""
+        jobs = self._jobs()
+        if environment is not None:
+            jobs = jobs.filter(environment=environment)
+        out = StoreSummary()
+        per_queue = jobs.order_by().values_list("queue", "state").annotate(n=Count("pk"))
+        for queue, state, n in per_queue:
+            out.states[state] = out.states.get(state, 0) + n
+            out.queues.setdefault(queue, {})[state] = n
+        out.finished_since = jobs.filter(state__in=["Succeeded", "Failed"],
+                                         modified__gte=since).count()
+        waiting = (jobs.filter(state="Enqueued").order_by().values_list("queue")
+                   .annotate(oldest=Min("created")))
+        out.oldest_waiting = dict(waiting)
+        return out
 
     def search_and_lock(self, query: JobQuery, holder: str, timeout: float) -> list[JobRecord]:
         now = utcnow()
