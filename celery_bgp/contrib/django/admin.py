@@ -15,6 +15,7 @@ Built for an operator at 3 a.m. on a table of millions of jobs:
 """
 from __future__ import annotations
 
+from datetime import timezone
 from typing import Any
 
 from django.contrib import admin, messages
@@ -55,7 +56,7 @@ class JobChangeList(ChangeList):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "queue", "priority_label", "state_badge", "created",
+    list_display = ("id", "name", "queue", "priority_label", "state_badge", "created_at",
                     "duration", "worker_display")
     list_display_links = ("id",)
     list_filter = (StateFilter, QueueFilter, PriorityFilter, NameFilter, EnvironmentFilter,
@@ -132,6 +133,10 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: Job) -> str:
         return state_badge(obj.state)
+
+    @admin.display(description="created (UTC)", ordering="created")
+    def created_at(self, obj: Job) -> str:
+        return obj.created.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
     @admin.display(description="duration")
     def duration(self, obj: Job) -> str:
