@@ -154,6 +154,23 @@ def test_each_filter_and_search(root, population, queue, query, expected):
     assert listed(response) == {population[name] for name in expected}
 
 
+def test_a_bare_term_searches_a_bounded_number_of_property_matches(root, queue, monkeypatch):
+    from celery_bgp.contrib.django import admin as job_admin
+    from celery_bgp.contrib.django import admin_search
+
+    monkeypatch.setattr(admin_search, "MAX_PROPERTY_MATCHES", 2)
+    monkeypatch.setattr(job_admin, "MAX_PROPERTY_MATCHES", 2)
+    ids = [bgp.jobs.submit(J.add, args=[n, n], queue=queue, idle=True,
+                           properties={"batch": f"night-{n}"}) for n in range(3)]
+    response = root.get(f"{LIST}?q=night-")
+    assert len(listed(response)) == 2
+    assert "More than 2 jobs have a property value starting with “night-”" in " ".join(
+        messages_of(response))
+    response = root.get(f"{LIST}?q=batch%3Dnight-*")  # NAME=VALUE: every match
+    assert listed(response) == set(ids)
+    assert messages_of(response) == []
+
+
 def test_search_by_id_prefix_and_the_filter_choices(root, population, queue):
     job_id = population["failed"]
     assert listed(root.get(f"{LIST}?q={job_id[:8]}")) >= {job_id}

@@ -37,7 +37,7 @@ from .admin_filters import (
     StateFilter,
 )
 from .admin_paging import EstimatedCountPaginator
-from .admin_search import search_filter
+from .admin_search import MAX_PROPERTY_MATCHES, search_filter
 from .admin_support import format_duration, pretty_json, priority_label, run_seconds, state_badge
 from .models import Job, JobState
 
@@ -100,7 +100,13 @@ class JobAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(search_filter(term)), False
+        search = search_filter(term)
+        if search.capped:
+            self.message_user(
+                request, f"More than {MAX_PROPERTY_MATCHES} jobs have a property value "
+                f"starting with “{term}”: only {MAX_PROPERTY_MATCHES} of them are searched. "
+                "Search NAME=VALUE for every match.", messages.WARNING)
+        return queryset.filter(search.condition), False
 
     # -- permissions: read-only, changed only through the actions -----------------------
 
