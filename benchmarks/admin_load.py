@@ -208,6 +208,7 @@ def main() -> None:
         ("list, queue=mail & state=Enqueued", "/job/?queue=mail&state=Enqueued"),
         ("search: property value (exact)", f"/job/?q=O-{order[:8]}"),
         ("search: tenant=tenant-42", "/job/?q=tenant%3Dtenant-42"),
+        ("search: prefix O-0050 (10,000 match)", "/job/?q=O-0050"),
         ("list, page 50", "/job/?p=50"),
         ("job page (failed, 50 log lines)", f"/job/{quote(failed.pk)}/change/"),
     ]

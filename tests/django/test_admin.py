@@ -171,6 +171,15 @@ def test_a_bare_term_searches_a_bounded_number_of_property_matches(root, queue, 
     assert messages_of(response) == []
 
 
+def test_search_results_are_newest_first(root, queue):
+    ids = [bgp.jobs.submit(J.add, args=[n, n], queue=queue, idle=True,
+                           properties={"ticket": f"T-77{n}"}) for n in range(3)]
+    for query in ("T-77", "ticket%3DT-77*"):
+        page = text(root.get(f"{LIST}?q={query}"))
+        shown = [unquote(pk) for pk in re.findall(r'/job/([^/"]+)/change/', page)]
+        assert shown == ids[::-1], query
+
+
 def test_search_by_id_prefix_and_the_filter_choices(root, population, queue):
     job_id = population["failed"]
     assert listed(root.get(f"{LIST}?q={job_id[:8]}")) >= {job_id}

@@ -343,7 +343,13 @@ class DjangoJobStore(JobStore):
         return filtered(query, self.using).count()
 
     def summary(self, environment: str | None, since: datetime) -> StoreSummary:
-        """Three aggregate queries on the job table (its indexes), not a scan in Python."""
+        """Aggregate queries on the job table's indexes, not a scan in Python.
+
+        One GROUP BY (queue, state) and one count of recent finishes; the oldest waiting
+        job is one index probe per queue that has waiting jobs (``(queue, state,
+        created)`` answers ``MIN(created)`` from its first entry), where a GROUP BY
+        would read every Enqueued row.
+        """
         jobs = self._jobs()
         if environment is not None:
             jobs = jobs.filter(environment=environment)
@@ -354,9 +360,11 @@ class DjangoJobStore(JobStore):
             out.queues.setdefault(queue, {})[state] = n
         out.finished_since = jobs.filter(state__in=["Succeeded", "Failed"],
                                          modified__gte=since).count()
-        waiting = (jobs.filter(state="Enqueued").order_by().values_list("queue")
-                   .annotate(oldest=Min("created")))
-        out.oldest_waiting = dict(waiting)
+        for queue, counts in sorted(out.queues.items()):
+            if counts.get("Enqueued"):
+                oldest = jobs.filter(queue=queue, state="Enqueued").aggregate(m=Min("created"))
+                if oldest["m"] is not None:
+                    out.oldest_waiting[queue] = oldest["m"]
         return out
 
     def search_and_lock(self, query: JobQuery, holder: str, timeout: float) -> list[JobRecord]:
