@@ -98,7 +98,8 @@ INSERT INTO celery_bgp_job (id, name, kind, queue, priority, environment, state,
     modified, args, kwargs, middleware, options, result, attempt, worker, sequence, life_order)
 SELECT lpad(g::text, 8, '0') || substr(md5(g::text), 1, 14),
     'app.jobs:task' || (g %% 40), 'callable',
-    (ARRAY['default', 'mail', 'sms', 'reports', 'billing'])[1 + g %% 5], g %% 5, 'default',
+    (ARRAY['default', 'mail', 'sms', 'reports', 'billing'])[1 + (g / 3) %% 5], (g / 7) %% 5,
+    'default',
     CASE WHEN g %% 20 < 16 THEN 'Succeeded' WHEN g %% 20 < 18 THEN 'Failed'
          WHEN g %% 20 = 18 THEN 'Enqueued' ELSE 'Executing' END,
     now() - (%(n)s - g) * interval '2 second',

@@ -171,6 +171,20 @@ def test_a_bare_term_searches_a_bounded_number_of_property_matches(root, queue, 
     assert messages_of(response) == []
 
 
+def test_a_search_count_stops_at_the_limit(root, queue, monkeypatch):
+    from celery_bgp.contrib.django import admin as job_admin
+
+    monkeypatch.setattr(job_admin, "SEARCH_COUNT_LIMIT", 2)
+    for n in range(3):
+        bgp.jobs.submit(J.add, args=[n, n], queue=queue, idle=True, properties={"lot": "L1"})
+    response = root.get(f"{LIST}?q=lot%3DL1")
+    assert response.context["cl"].result_count == 2
+    assert "More than 2 jobs match" in text(response)
+    response = root.get(f"{LIST}?queue={queue}")  # a filter, no search: counted exactly
+    assert response.context["cl"].result_count == 3
+    assert "More than" not in text(response)
+
+
 def test_search_results_are_newest_first(root, queue):
     ids = [bgp.jobs.submit(J.add, args=[n, n], queue=queue, idle=True,
                            properties={"ticket": f"T-77{n}"}) for n in range(3)]

@@ -36,7 +36,7 @@ from .admin_filters import (
     QueueFilter,
     StateFilter,
 )
-from .admin_paging import EstimatedCountPaginator
+from .admin_paging import SEARCH_COUNT_LIMIT, EstimatedCountPaginator
 from .admin_search import MAX_PROPERTY_MATCHES, search_filter, sort_matches
 from .admin_support import format_duration, pretty_json, priority_label, run_seconds, state_badge
 from .models import Job, JobState
@@ -51,8 +51,8 @@ class JobChangeList(ChangeList):
     """The list's queryset without the large JSON columns; a narrow search's matches
     sorted rather than found along the ``created`` index (:func:`.sort_matches`)."""
 
-    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
-        jobs = super().get_queryset(request, exclude_parameters)
+    def get_queryset(self, request: HttpRequest, *args: Any, **kwargs: Any) -> QuerySet:
+        jobs = super().get_queryset(request, *args, **kwargs)
         if getattr(request, "bgp_narrow_search", False):
             jobs = jobs.order_by(*sort_matches(jobs.query.order_by))
         return jobs.defer(*HEAVY)
@@ -72,7 +72,8 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = False  # no foreign keys: the extras are subqueries (get_queryset)
     list_per_page = 50
     show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
+    if hasattr(admin, "ShowFacets"):  # Django 5.0+: facets would count every filter value
+        show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
     actions = [make_action(op) for op in ACTIONS.values()]
     fieldsets = (
@@ -98,6 +99,14 @@ class JobAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return JobChangeList
+
+    def get_paginator(self, request: HttpRequest, queryset: QuerySet[Job], per_page: int,
+                      orphans: int = 0, allow_empty_first_page: bool = True
+                      ) -> EstimatedCountPaginator:
+        searched = getattr(request, "bgp_narrow_search", None) is not None
+        return EstimatedCountPaginator(
+            queryset, per_page, orphans, allow_empty_first_page,
+            count_limit=SEARCH_COUNT_LIMIT if searched else None)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job],
                            search_term: str) -> tuple[QuerySet[Job], bool]:

@@ -27,9 +27,10 @@ from .models import Job, JobProperty
 
 __all__ = ["MAX_PROPERTY_MATCHES", "Search", "prefix", "search_filter", "sort_matches"]
 
-#: Up to this many matches a search is "narrow"; a bare term considers at most this
-#: many jobs found by a property value.
+#: A bare term considers at most this many jobs found by a property value.
 MAX_PROPERTY_MATCHES = 5000
+#: Up to this many matches a search is "narrow": its matches are fetched and sorted.
+NARROW = 10_000
 _TOP = "\U0010ffff"
 
 
@@ -66,15 +67,15 @@ def search_filter(term: str) -> Search:
             condition = Q(name=name, value_text=value)
         matches = JobProperty.objects.filter(condition)
         return Search(Q(pk__in=matches.values("job_id")),
-                      narrow=_at_most(matches, MAX_PROPERTY_MATCHES))
+                      narrow=_at_most(matches, NARROW))
     found = prefix("id", term) | prefix("name", term)
     rows = JobProperty.objects.filter(prefix("value_text", term)).values_list("job_id",
                                                                                flat=True)
     by_value = list(rows[:MAX_PROPERTY_MATCHES + 1])
     capped = len(by_value) > MAX_PROPERTY_MATCHES
     # At most MAX_PROPERTY_MATCHES ids from properties, so narrow when id and name
-    # prefixes match few jobs too: the candidates are then a few thousand at most.
-    narrow = _at_most(Job.objects.filter(found), MAX_PROPERTY_MATCHES)
+    # prefixes match few jobs too.
+    narrow = _at_most(Job.objects.filter(found), NARROW - len(by_value))
     if by_value:
         found |= Q(pk__in=by_value[:MAX_PROPERTY_MATCHES])
     return Search(found, capped=capped, narrow=narrow)
