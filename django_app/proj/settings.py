@@ -92,6 +92,8 @@ CELERY_BGP_JOB_RETRY = {"max_attempts": 2, "delays": [3]}
 CELERY_BGP_JOB_LOCK_TIMEOUT = 30
 CELERY_BGP_JOB_MONITOR_INTERVAL = 10
 CELERY_BGP_REST_PERMISSION = "staff"
+#: The instance the REST views and the admin's actions (requeue, cancel) use.
+CELERY_BGP_INSTANCE = "proj.celery.bgp"
 
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 

@@ -7,6 +7,10 @@ indexes (PostgreSQL, SQLite) each index covers only the rows of its type
 (``WHERE value_int IS NOT NULL``), so a property row enters one of them.
 MySQL/MariaDB have none: there the same index covers every row. The condition is
 kept out of ``Index.condition`` so Django does not warn about it on MySQL.
+
+``by_name=False`` leaves the property name out (``(<column>, job)``): the admin's
+search finds a job by a property value ("A-1002") without knowing which property
+holds it.
 """
 from __future__ import annotations
 
@@ -19,17 +23,22 @@ __all__ = ["TypedValueIndex"]
 
 
 class TypedValueIndex(models.Index):
-    """Index ``(name, <column>, job)`` of the property rows whose ``<column>`` is set."""
+    """Index ``(name, <column>, job)`` (or ``(<column>, job)``) of the property rows whose
+    ``<column>`` is set."""
 
-    def __init__(self, *, column: str, name: str, **kwargs: Any) -> None:
+    def __init__(self, *, column: str, name: str, by_name: bool = True, **kwargs: Any) -> None:
         kwargs.pop("fields", None)
-        super().__init__(fields=["name", column, "job"], name=name, **kwargs)
+        fields = ["name", column, "job"] if by_name else [column, "job"]
+        super().__init__(fields=fields, name=name, **kwargs)
         self.column = column
+        self.by_name = by_name
 
     def deconstruct(self) -> tuple[str, Any, dict[str, Any]]:
         path, args, kwargs = super().deconstruct()
         kwargs.pop("fields", None)
         kwargs["column"] = self.column
+        if not self.by_name:
+            kwargs["by_name"] = False
         return path, args, kwargs
 
     def _get_condition_sql(self, model: Any, schema_editor: Any) -> str | None:

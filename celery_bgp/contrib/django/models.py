@@ -15,7 +15,8 @@ and dashboard, the engine's query API, retention and the lock monitor):
   ``(job, sequence)`` serves one job's history and per-job probes.
 - properties ``(name, value_<type>, job)``: typed property conditions, with the
   job id in the index so the semi-join never reads the table; partial (only rows
-  of that type) where the database allows (:mod:`.indexes`).
+  of that type) where the database allows (:mod:`.indexes`). ``(value_text, job)``:
+  the admin's search by a text value whatever the property's name.
 
 Text columns use :class:`~.fields.ExactCharField` (case-sensitive on MySQL too).
 """
@@ -77,6 +78,8 @@ class Job(models.Model):
             models.Index(fields=["environment", "state", "modified"], name="bgp_job_env_state"),
             models.Index(fields=["state", "lock_expires"], name="bgp_job_lock_expires"),
         ]
+        #: The admin's actions (delete uses Django's own ``delete_job``).
+        permissions = [("requeue_job", "Can requeue jobs"), ("cancel_job", "Can cancel jobs")]
 
     def __str__(self) -> str:
         return f"{self.name} [{self.id}] {self.state}"
@@ -127,6 +130,7 @@ class JobProperty(models.Model):
             TypedValueIndex(column="value_float", name="bgp_jobprop_float"),
             TypedValueIndex(column="value_bool", name="bgp_jobprop_bool"),
             TypedValueIndex(column="value_date", name="bgp_jobprop_date"),
+            TypedValueIndex(column="value_text", name="bgp_jobprop_text_any", by_name=False),
         ]
 
     def __str__(self) -> str:

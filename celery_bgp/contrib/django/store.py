@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, OperationalError, connections, models, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Count, F, Min, Q, Value, When
 
 from celery_bgp.commands import utcnow
 from celery_bgp.events.model import CommandEvent
@@ -45,7 +45,7 @@ from celery_bgp.jobs.model import (
     Transition,
 )
 from celery_bgp.jobs.query import JobQuery, property_value
-from celery_bgp.jobs.store import JobExists, JobNotFound, JobStore, StateConflict
+from celery_bgp.jobs.store import JobExists, JobNotFound, JobStore, StateConflict, StoreSummary
 
 from . import pgfast
 from .models import Continuation, Job, JobData, JobLog, JobProperty, JobState
@@ -363,6 +363,31 @@ class DjangoJobStore(JobStore):
 
     def count(self, query: JobQuery) -> int:
         return filtered(query, self.using).count()
+
+    def summary(self, environment: str | None, since: datetime) -> StoreSummary:
+        """Aggregate queries on the job table's indexes, not a scan in Python.
+
+        One GROUP BY (queue, state) and one count of recent finishes; the oldest waiting
+        job is one index probe per queue that has waiting jobs (``(queue, state,
+        created)`` answers ``MIN(created)`` from its first entry), where a GROUP BY
+        would read every Enqueued row.
+        """
+        jobs = self._jobs()
+        if environment is not None:
+            jobs = jobs.filter(environment=environment)
+        out = StoreSummary()
+        per_queue = jobs.order_by().values_list("queue", "state").annotate(n=Count("pk"))
+        for queue, state, n in per_queue:
+            out.states[state] = out.states.get(state, 0) + n
+            out.queues.setdefault(queue, {})[state] = n
+        out.finished_since = jobs.filter(state__in=["Succeeded", "Failed"],
+                                         modified__gte=since).count()
+        for queue, counts in sorted(out.queues.items()):
+            if counts.get("Enqueued"):
+                oldest = jobs.filter(queue=queue, state="Enqueued").aggregate(m=Min("created"))
+                if oldest["m"] is not None:
+                    out.oldest_waiting[queue] = oldest["m"]
+        return out
 
     def search_and_lock(self, query: JobQuery, holder: str, timeout: float) -> list[JobRecord]:
         now = utcnow()

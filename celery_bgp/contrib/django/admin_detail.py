@@ -1,0 +1,96 @@
+"""What a job's admin page shows besides its columns, read in a fixed number of queries.
+
+Timeline, logs, properties, data and links are each one bounded query (the newest
+rows when a job has very many), so a job that logged a million lines still opens.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from django.apps import apps
+from django.contrib import admin
+from django.urls import NoReverseMatch, reverse
+
+from .admin_support import run_seconds
+from .models import Continuation, Job, JobData, JobLog, JobProperty, JobState
+
+__all__ = ["MAX_ROWS", "Failure", "job_details"]
+
+#: At most this many states, log lines, properties, data items or links are shown.
+MAX_ROWS = 500
+
+LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """The exception of the job's last Failed (or Retrying) state."""
+
+    state: str
+    exception_type: str
+    message: str
+    traceback: str | None
+
+
+def _newest(rows: Any, order: str) -> tuple[list[Any], bool]:
+    """The newest ``MAX_ROWS`` rows oldest first, and whether older ones were left out."""
+    found = list(rows.order_by(f"-{order}")[:MAX_ROWS + 1])
+    return list(reversed(found[:MAX_ROWS])), len(found) > MAX_ROWS
+
+
+def _failure(states: list[JobState]) -> Failure | None:
+    for state in reversed(states):
+        data = state.data or {}
+        if state.name in ("Failed", "Retrying") and data.get("exception_type"):
+            return Failure(state.name, data["exception_type"], data.get("message", ""),
+                           data.get("traceback"))
+    return None
+
+
+def task_result_url(job_id: str, site: admin.AdminSite) -> str | None:
+    """The django-celery-results admin page of the task with the job's id, if any."""
+    if not apps.is_installed("django_celery_results"):
+        return None
+    from django_celery_results.models import TaskResult
+
+    if TaskResult not in site._registry:
+        return None
+    pk = TaskResult.objects.filter(task_id=job_id).values_list("pk", flat=True).first()
+    if pk is None:
+        return None
+    try:
+        return reverse(f"{site.name}:django_celery_results_taskresult_change", args=[pk])
+    except NoReverseMatch:
+        return None
+
+
+def job_details(job: Job, site: admin.AdminSite) -> dict[str, Any]:
+    """Template context of a job's page: timeline, logs, failure, links."""
+    states, states_cut = _newest(JobState.objects.filter(job=job), "sequence")
+    logs, logs_cut = _newest(JobLog.objects.filter(job=job), "id")
+    started = next((s.elected for s in reversed(states) if s.name == "Executing"), None)
+    timeline = []
+    previous = None
+    for state in states:
+        since = (state.elected - previous).total_seconds() if previous else None
+        shown = {k: v for k, v in (state.data or {}).items() if k != "traceback"}
+        timeline.append({"state": state, "after": since, "data": shown})
+        previous = state.elected
+    parents = (Continuation.objects.filter(child=job).select_related("parent")
+               .only("on", "parent__id", "parent__name", "parent__state").order_by("id"))
+    children = (Continuation.objects.filter(parent=job).select_related("child")
+                .only("on", "child__id", "child__name", "child__state").order_by("id"))
+    return {
+        "timeline": timeline,
+        "timeline_cut": states_cut,
+        "logs": [{"row": row, "level": LEVELS.get(row.level, str(row.level))} for row in logs],
+        "logs_cut": logs_cut,
+        "properties": list(JobProperty.objects.filter(job=job).order_by("name")[:MAX_ROWS]),
+        "data_items": list(JobData.objects.filter(job=job).order_by("key")[:MAX_ROWS]),
+        "parents": list(parents[:MAX_ROWS]),
+        "children": list(children[:MAX_ROWS]),
+        "failure": _failure(states),
+        "run_seconds": run_seconds(started, job.modified if job.state != "Executing" else None),
+        "task_result_url": task_result_url(job.id, site),
+    }
