@@ -120,7 +120,7 @@ class AzureFunctionsQueueStorageHandler:
         try:
             args, _kwargs, _embed = json.loads(body)
             payload = args[0]
-        except (ValueError, TypeError, IndexError, KeyError):
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError):
             raise InvalidCommand(
                 "command message body is not a Celery [args, kwargs, embed] triple") from None
         return decode_command(command_type, payload)

@@ -153,7 +153,11 @@ class CommandEvent:
     @classmethod
     def from_json(cls, text: str | bytes) -> CommandEvent:
         """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("stored event text is nested too deeply") from None
+        return cls.from_dict(data)
 
 
 def newest_first(events: list[CommandEvent]) -> list[CommandEvent]:

@@ -229,7 +229,7 @@ def _parse(content: Any) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(data, dict) and isinstance(data.get(POISON_KEY), dict):
         return data

@@ -148,3 +148,18 @@ def test_base64_text_body_is_accepted_too(function_app, azurite):
     raw = client.receive_message()
     message = func.QueueMessage(id=raw.id, body=raw.content.encode("ascii"))
     assert process_queue_message(bgp, message) == "raw"
+
+
+def test_deeply_nested_body_is_refused_clearly(function_app, azurite):
+    """A message whose Celery body nests 100,000 lists: InvalidCommand, not RecursionError."""
+    import json
+
+    bgp, queue = function_app
+    bgp.dispatch(Echo(text="deep"))
+    message = receive(azurite, base(bgp, queue))
+    envelope = json.loads(message.get_body())
+    envelope["body"] = base64.b64encode(b"[" * 100_000).decode()
+    envelope.setdefault("properties", {})["body_encoding"] = "base64"
+    deep = func.QueueMessage(id=message.id, body=json.dumps(envelope).encode())
+    with pytest.raises(InvalidCommand, match="not a Celery"):
+        process_queue_message(bgp, deep)

@@ -114,6 +114,8 @@ def submit_command(request: HttpRequest, name: str) -> HttpResponse:
         body = json.loads(request.body or b"null")
     except ValueError as exc:
         return problem(400, "Invalid JSON", str(exc))
+    except RecursionError:
+        return problem(400, "Invalid JSON", "the body is nested too deeply")
     if not isinstance(body, dict):
         return problem(400, "Invalid command", "the body is a JSON object of the command's fields")
     preset = [field for field in SERVER_FIELDS if field in body]
