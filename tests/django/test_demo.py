@@ -12,6 +12,14 @@ import urllib.request
 
 import pytest
 
+from tests.helpers.servers import (
+    AMQP_HOST,
+    AMQP_PORT,
+    IN_CI,
+    REDIS_HOST,
+    REDIS_PORT,
+    require_server,
+)
 from tests.helpers.workers import ROOT
 
 pytestmark = pytest.mark.integration
@@ -23,12 +31,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_the_demo_runs_every_sample_and_stops_cleanly(tmp_path):
+def need(broker: str) -> None:
+    """The server behind ``--broker`` (the demo starts Azurite itself)."""
+    if broker == "redis":
+        require_server("Redis", REDIS_HOST, REDIS_PORT)
+    elif broker == "rabbitmq":
+        require_server("RabbitMQ", AMQP_HOST, AMQP_PORT)
+    elif broker == "azurite" and not (ROOT / "node_modules" / ".bin" / "azurite").exists():
+        if IN_CI:
+            pytest.fail("Azurite is not installed: run npm ci", pytrace=False)
+        pytest.skip("Azurite is not installed: run npm ci")
+
+
+@pytest.mark.parametrize("broker", ["embedded", "redis", "rabbitmq", "azurite"])
+def test_the_demo_runs_every_sample_and_stops_cleanly(tmp_path, broker):
+    need(broker)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
     demo = subprocess.Popen(
         [sys.executable, "django_app/demo.py", "--data", str(tmp_path / "data"), "--fresh",
-         "--port", str(port)],
+         "--port", str(port), "--broker", broker],
         cwd=ROOT, env={**env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )
@@ -41,6 +63,7 @@ def test_the_demo_runs_every_sample_and_stops_cleanly(tmp_path):
             lines.append(line)
             assert time.monotonic() < deadline, "".join(lines)
         output = "".join(lines)
+        assert f"broker {broker}" in output
         password = re.search(r"user admin\s+password (\S+)", output)
         assert password, output
         for label in ("place order (fast)", "refund (fails)", "generate report",
