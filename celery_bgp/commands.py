@@ -31,8 +31,15 @@ __all__ = [
 
 
 def new_command_id() -> str:
-    """Return a 22-character URL-safe unique id (a UUID4 in base64, as in the seed)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    """Return a 22-character URL-safe unique id (a UUID4 in base64, as in the seed).
+
+    Never starting with ``-``, so an id can be passed on a command line
+    (``celery bgp status <id>``) without being read as an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if text[0] != "-":
+            return text
 
 
 def utcnow() -> datetime:

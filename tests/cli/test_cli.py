@@ -101,3 +101,9 @@ def test_a_project_without_bgp_fails_clearly():
     result = CliRunner().invoke(celery, ["-A", "tests.apps.plain_celery", "bgp", "stats"])
     assert result.exit_code == 1
     assert "has no BackgroundProcessing" in result.output
+
+
+def test_an_id_starting_with_a_dash_goes_after_double_dash():
+    job = bgp.jobs.submit(J.add, args=[2, 2], job_id="-dash-first-id")
+    status = json.loads(run("status", "--json", "--", job))
+    assert status["job"]["state"] == "Succeeded"

@@ -58,6 +58,8 @@ def test_ids_are_short_url_safe_and_unique():
     ids = {new_command_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) for i in ids)
+    # 10,000 ids: about 156 would start with "-" (read as an option on a command line)
+    assert not any(i.startswith("-") for i in ids)
 
 
 def test_defaults_fill_id_and_aware_utc_timestamp():
