@@ -175,3 +175,46 @@ def test_postgresql_plans_can_use_the_indexes(case):
         plan = qs.explain()
     used = {name for name in indexes if name in plan}
     assert used == indexes, plan
+
+
+@django_db_mark("default")
+def test_postgresql_fast_path_ends_every_transaction_it_opens():
+    """pgfast opens a transaction with BEGIN in autocommit mode: a failed check, a missing
+    job and a write error must each roll it back (no row lock left, no idle transaction)."""
+    require_database("default")
+    from psycopg import pq
+
+    from celery_bgp.contrib.django import pgfast
+    from celery_bgp.jobs.store import JobNotFound, StateConflict
+
+    store = DjangoJobStore("default")
+    connection = connections["default"]
+    assert pgfast.available(connection)
+    job_id = make_job(store)
+
+    def idle() -> bool:
+        return connection.connection.info.transaction_status == pq.TransactionStatus.IDLE
+
+    with pytest.raises(StateConflict):
+        store.transition(job_id, StateRecord("Succeeded", at(1)), expected={"Executing"})
+    assert idle()
+    with pytest.raises(JobNotFound):
+        store.transition("no-such-job", StateRecord("Succeeded", at(1)))
+    assert idle()
+    with pytest.raises(Exception, match="too long"):  # a write that fails
+        store.transition(job_id, StateRecord("X" * 200, at(1)))
+    assert idle()
+    # Nobody holds the row: another session locks it without waiting.
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT 1 FROM celery_bgp_job WHERE id = %s FOR UPDATE NOWAIT",
+                           [job_id])
+            assert cursor.fetchone() == (1,)
+            cursor.execute("ROLLBACK")
+    finally:
+        other.close()
+    store.transition(job_id, StateRecord("Succeeded", at(2)), expected={"Enqueued"})
+    assert idle()
+    assert [s.name for s in store.states(job_id)] == ["Enqueued", "Succeeded"]

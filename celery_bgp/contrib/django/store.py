@@ -175,11 +175,15 @@ class DjangoJobStore(JobStore):
         if not history or job.state != history[-1].name:
             raise ValueError("job.state must be the last initial state's name")
         props = _property_rows(job.id, properties or {})
+        row = job_row(job, len(history))
+        states = [state_row(job.id, state, i) for i, state in enumerate(history, 1)]
         try:
+            if pgfast.available(self.connection):
+                pgfast.insert(self.connection, row, states, props)
+                return
             with self._atomic():
-                job_row(job, len(history)).save(using=self.using, force_insert=True)
-                JobState.objects.using(self.using).bulk_create(
-                    [state_row(job.id, state, i) for i, state in enumerate(history, 1)])
+                row.save(using=self.using, force_insert=True)
+                JobState.objects.using(self.using).bulk_create(states)
                 if props:
                     JobProperty.objects.using(self.using).bulk_create(props)
         except IntegrityError as exc:
@@ -188,6 +192,8 @@ class DjangoJobStore(JobStore):
             raise
 
     def get(self, job_id: str) -> JobRecord | None:
+        if pgfast.available(self.connection):
+            return pgfast.get(self.connection, job_id)
         try:
             return job_record(self._jobs().get(pk=job_id))
         except Job.DoesNotExist:
@@ -244,18 +250,24 @@ class DjangoJobStore(JobStore):
                        holder: str | None, changes: dict[str, Any], take_lock: float | None,
                        release_lock: bool, continuations: bool, durable: bool) -> Transition:
         """:meth:`transition` in three round trips (see :mod:`.pgfast`), same checks."""
-        with self._atomic(), self.connection.cursor() as cursor:
+        with self.connection.cursor() as cursor:
             row = pgfast.lock_row(cursor, job_id, durable)
-            if row is None:
-                raise JobNotFound(f"no job {job_id}")
-            if expected is not None and row.state not in expected:
-                raise StateConflict(
-                    f"job {job_id} is {row.state}, expected one of {sorted(expected)}")
-            if holder is not None and not _free_for(row, holder, state.elected):
-                raise StateConflict(f"job {job_id} is locked by {row.lock_holder}")
-            sequence, found = pgfast.write(
-                cursor, job_id, row, state, holder=holder, changes=changes,
-                take_lock=take_lock, release_lock=release_lock, continuations=continuations)
+            try:
+                if row is None:
+                    raise JobNotFound(f"no job {job_id}")
+                if expected is not None and row.state not in expected:
+                    raise StateConflict(
+                        f"job {job_id} is {row.state}, expected one of {sorted(expected)}")
+                if holder is not None and not _free_for(row, holder, state.elected):
+                    raise StateConflict(f"job {job_id} is locked by {row.lock_holder}")
+                sequence, found = pgfast.write(
+                    cursor, job_id, row, state, holder=holder, changes=changes,
+                    take_lock=take_lock, release_lock=release_lock,
+                    continuations=continuations)
+            except BaseException:
+                with contextlib.suppress(Exception):  # a broken connection rolls back too
+                    pgfast.rollback(cursor)
+                raise
         return Transition(row.state, dataclasses.replace(state, sequence=sequence), tuple(found))
 
     # -- continuations -----------------------------------------------------------------
