@@ -249,7 +249,7 @@ class DjangoJobStore(JobStore):
     def _pg_transition(self, job_id: str, state: StateRecord, expected: Collection[str] | None,
                        holder: str | None, changes: dict[str, Any], take_lock: float | None,
                        release_lock: bool, continuations: bool, durable: bool) -> Transition:
-        """:meth:`transition` in three round trips (see :mod:`.pgfast`), same checks."""
+        """:meth:`transition` in two round trips (see :mod:`.pgfast`), same checks."""
         with self.connection.cursor() as cursor:
             row = pgfast.lock_row(cursor, job_id, durable)
             try:
