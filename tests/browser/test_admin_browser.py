@@ -1,26 +1,28 @@
 """The admin in a real browser, on the real demo: find the failed job, requeue it, see it
 succeed. Headless Chromium from the system (``/usr/bin/chromium``) driven by Playwright;
-the screenshots of the list, a job and the dashboard go to ``docs/_static``."""
+the screenshots of the list, a job and the dashboard go to ``docs/_static`` with
+BGP_DOCS_SCREENSHOTS=1 (else to a temporary folder)."""
 from __future__ import annotations
 
 import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.demo import free_port, read_until_ready, start_demo
 from tests.helpers.servers import IN_CI
 from tests.helpers.workers import ROOT
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = os.environ.get("BGP_TEST_CHROMIUM", "/usr/bin/chromium")
-SHOTS = ROOT / "docs" / "_static"
+#: Screenshots go to the docs only when asked (BGP_DOCS_SCREENSHOTS=1), so that a test run
+#: leaves the checkout as it found it.
+SHOTS_TO_DOCS = os.environ.get("BGP_DOCS_SCREENSHOTS") == "1"
 
 
 def require_browser() -> None:
@@ -39,36 +41,16 @@ def require_browser() -> None:
     pytest.skip("; ".join(problems))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def demo(tmp_path):
     """The demo (worker, admin, sample work) until every sample ran; (url, password)."""
     require_browser()  # before starting anything
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "django_app/demo.py", "--data", str(tmp_path / "data"), "--fresh",
-         "--port", str(port)],
-        cwd=ROOT, env={**env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
+    proc = start_demo(tmp_path / "data", port)
     try:
-        deadline = time.monotonic() + 240
-        while not any("demo ready" in line for line in lines):
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "".join(lines)
-            lines.append(line)
-            assert time.monotonic() < deadline, "".join(lines)
-        password = re.search(r"user admin\s+password (\S+)", "".join(lines))
-        assert password, "".join(lines)
+        output = read_until_ready(proc)
+        password = re.search(r"user admin\s+password (\S+)", output)
+        assert password, output
         yield f"http://127.0.0.1:{port}", password.group(1)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -80,11 +62,12 @@ def state_of(page) -> str:
     return page.locator(".field-state_badge .bgp-state").first.inner_text().strip()
 
 
-def test_an_operator_requeues_the_failed_charge_and_sees_it_succeed(demo):
+def test_an_operator_requeues_the_failed_charge_and_sees_it_succeed(demo, tmp_path):
     from playwright.sync_api import sync_playwright
 
     url, password = demo
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = ROOT / "docs" / "_static" if SHOTS_TO_DOCS else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
@@ -96,7 +79,7 @@ def test_an_operator_requeues_the_failed_charge_and_sees_it_succeed(demo):
             page.wait_for_selector("#result_list")
             assert "shop.jobs:charge_card" in page.content()
             page.click("#toggle-nav-sidebar")  # more room for the columns
-            page.screenshot(path=str(SHOTS / "admin-list.png"), full_page=True)
+            page.screenshot(path=str(shots / "admin-list.png"), full_page=True)
 
             page.click('#changelist-filter a[href="?state=Failed"]')
             page.wait_for_url(re.compile(r"state=Failed"))
@@ -108,7 +91,7 @@ def test_an_operator_requeues_the_failed_charge_and_sees_it_succeed(demo):
             assert state_of(page) == "Failed"
             failure = page.locator("#bgp-failure").inner_text()
             assert "PaymentDeclined" in failure and "attempt 2" in failure
-            page.screenshot(path=str(SHOTS / "admin-detail.png"), full_page=True)
+            page.screenshot(path=str(shots / "admin-detail.png"), full_page=True)
 
             page.click("button[name=bgp_requeue]")
             page.wait_for_selector("#bgp-confirm")
@@ -129,6 +112,6 @@ def test_an_operator_requeues_the_failed_charge_and_sees_it_succeed(demo):
             page.click("text=Dashboard")
             page.wait_for_selector("#bgp-queues")
             assert "celery" in page.locator("#bgp-queues").inner_text()
-            page.screenshot(path=str(SHOTS / "admin-dashboard.png"), full_page=True)
+            page.screenshot(path=str(shots / "admin-dashboard.png"), full_page=True)
         finally:
             browser.close()

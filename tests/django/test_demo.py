@@ -1,17 +1,14 @@
 """The README's demo command, end to end, in a clean temporary folder."""
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
 
+from tests.helpers.demo import free_port, read_until_ready, start_demo
 from tests.helpers.servers import (
     AMQP_HOST,
     AMQP_PORT,
@@ -23,12 +20,6 @@ from tests.helpers.servers import (
 from tests.helpers.workers import ROOT
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def need(broker: str) -> None:
@@ -47,22 +38,9 @@ def need(broker: str) -> None:
 def test_the_demo_runs_every_sample_and_stops_cleanly(tmp_path, broker):
     need(broker)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
-    demo = subprocess.Popen(
-        [sys.executable, "django_app/demo.py", "--data", str(tmp_path / "data"), "--fresh",
-         "--port", str(port), "--broker", broker],
-        cwd=ROOT, env={**env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
+    demo = start_demo(tmp_path / "data", port, broker)
     try:
-        deadline = time.monotonic() + 240
-        while not any("demo ready" in line for line in lines):
-            line = demo.stdout.readline()
-            assert line or demo.poll() is None, "".join(lines)
-            lines.append(line)
-            assert time.monotonic() < deadline, "".join(lines)
-        output = "".join(lines)
+        output = read_until_ready(demo)
         assert f"broker {broker}" in output
         password = re.search(r"user admin\s+password (\S+)", output)
         assert password, output

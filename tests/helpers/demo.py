@@ -1,0 +1,41 @@
+"""The README's demo command as the tests run it: started in a clean folder, read until
+every sample ran, stopped with Ctrl-C (SIGINT)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers.workers import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_demo(data: Path, port: int, broker: str = "embedded") -> subprocess.Popen:
+    """``python django_app/demo.py`` without the test run's Django/BGP environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
+    return subprocess.Popen(
+        [sys.executable, "django_app/demo.py", "--data", str(data), "--fresh",
+         "--port", str(port), "--broker", broker],
+        cwd=ROOT, env={**env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def read_until_ready(demo: subprocess.Popen, timeout: float = 240) -> str:
+    """The demo's output up to its "demo ready" line (it fails if the demo exits first)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not any("demo ready" in line for line in lines):
+        line = demo.stdout.readline()
+        assert line or demo.poll() is None, "".join(lines)
+        lines.append(line)
+        assert time.monotonic() < deadline, "".join(lines)
+    return "".join(lines)
