@@ -26,7 +26,7 @@ from .model import JobKind, JobRecord, LogRecord, On, StateRecord
 from .query import JobQuery, Node
 from .recurring import RecurringJobs
 from .retry import RetryPolicy
-from .runner import Heartbeats
+from .heartbeats import Heartbeats
 from .states import (
     FINAL_STATES,
     Awaiting,
