@@ -19,6 +19,7 @@ from ..commands import new_command_id, utcnow
 from ..exceptions import BGPError, ImproperlyConfigured
 from ..priority import Priority, broker_priority
 from .context import JobContext
+from .heartbeats import Heartbeats
 from .machine import ELECT, STATE_APPLIED, Election, StateApplied, StateChange, StateMachine
 from .mediator import Mediator
 from .middleware import Middleware, MiddlewareRegistry
@@ -26,7 +27,6 @@ from .model import JobKind, JobRecord, LogRecord, On, StateRecord
 from .query import JobQuery, Node
 from .recurring import RecurringJobs
 from .retry import RetryPolicy
-from .heartbeats import Heartbeats
 from .states import (
     FINAL_STATES,
     Awaiting,
@@ -136,8 +136,7 @@ class Jobs(RecurringJobs):
         if parent is not None:
             if self.store.get(parent[0]) is None:
                 raise JobNotFound(f"continuation parent {parent[0]} does not exist")
-            self.store.create(job, Created().record(now), properties)
-            self._await(job, *parent)
+            self._await(job, *parent, properties)
         elif idle:
             self.machine.create(job, Idle(reason="created idle"), properties)
         else:
@@ -145,9 +144,10 @@ class Jobs(RecurringJobs):
                                 changes={"execution_id": uuid.uuid4().hex})
         return job.id
 
-    def _await(self, job: JobRecord, parent_id: str, on: On, delete_on_other: bool) -> None:
-        change = self.machine.change(job.id, Awaiting(parent_id=parent_id, on=on.to_text(),
-                                                       delete_on_other=delete_on_other), job=job)
+    def _await(self, job: JobRecord, parent_id: str, on: On, delete_on_other: bool,
+               properties: Mapping[str, Any] | None) -> None:
+        change = self.machine.create(job, Awaiting(parent_id=parent_id, on=on.to_text(),
+                                                   delete_on_other=delete_on_other), properties)
         if change.elected.name != Awaiting.name:
             return
         parent_state = self.store.add_continuation(parent_id, job.id, on, delete_on_other)

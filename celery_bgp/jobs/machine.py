@@ -6,6 +6,14 @@ Failed into Retrying, a tenant guard turns Executing into Deleted. The winner is
 applied with the store's optimistic check, then announced to the event handlers
 (which publish messages, release continuations ...). HiveMind applies first and
 elects after; electing first means a vetoed state is never stored.
+
+A replacement must be a transition the registry allows from the job's *current*
+state (the worker asks for Executing while the job is Enqueued, so a veto there may
+elect Deleted, Cancelled, Idle, Failed or a delayed Enqueued). A handler that elects
+anything else, returns something that is not a state, or raises, is refused: the
+job is elected Failed with a reason naming the handler, so it never stays where a
+consumed message left it. From a final state nothing is forced: the change raises
+:class:`TransitionNotAllowed` and the job keeps its state.
 """
 from __future__ import annotations
 
@@ -17,17 +25,19 @@ from typing import Any
 from ..exceptions import BGPError
 from .mediator import Mediator
 from .model import RELEASING_STATES, JobRecord, StateRecord, Transition
-from .states import State, StateRegistry
+from .states import Failed, State, StateRegistry
 from .store import JobNotFound, JobStore
 
-__all__ = ["ELECT", "STATE_APPLIED", "Election", "StateChange", "StateMachine",
-           "TransitionNotAllowed"]
+__all__ = ["ELECT", "REFUSED_ELECTION", "STATE_APPLIED", "Election", "StateChange",
+           "StateMachine", "TransitionNotAllowed"]
 
 logger = logging.getLogger("celery_bgp.jobs")
 
 ELECT = "elect-state"
 STATE_APPLIED = "state-applied"
 MAX_ELECTION_ROUNDS = 10
+#: ``exception_type`` of the Failed state elected in place of a refused replacement.
+REFUSED_ELECTION = "celery_bgp.RefusedElection"
 
 
 class TransitionNotAllowed(BGPError):
@@ -102,12 +112,13 @@ class StateMachine:
         job = job or self.store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
+        if not self.registry.is_allowed(job.state, state.name):
+            raise TransitionNotAllowed(f"job {job_id} cannot go from {job.state} to {state.name}")
         elected = self.elect(job, state)
-        if not self.registry.is_allowed(job.state, elected.name):
-            raise TransitionNotAllowed(
-                f"job {job_id} cannot go from {job.state} to {elected.name}"
-            )
-        allowed_from = self.registry.sources_of(elected.name)
+        if elected.name == Failed.name and elected.exception_type == REFUSED_ELECTION:
+            allowed_from = {job.state}  # the refusal: reachable from any non-final state
+        else:
+            allowed_from = self.registry.sources_of(elected.name)
         if expected is not None:
             allowed_from &= set(expected)
         record = elected.record()
@@ -118,11 +129,8 @@ class StateMachine:
         )
         after = dataclasses.replace(job, state=elected.name, modified=record.elected,
                                     **(changes or {}))
-        applied = StateApplied(after, transition.previous, elected, transition.applied,
-                               transition)
-        self.mediator.publish(STATE_APPLIED, applied)
-        for react in self.after_applied:
-            react(applied)
+        self._announce(StateApplied(after, transition.previous, elected, transition.applied,
+                                    transition))
         return StateChange(after, state, elected, transition)
 
     def create(self, job: JobRecord, state: State, properties: dict[str, Any] | None = None,
@@ -134,34 +142,63 @@ class StateMachine:
         from .states import Created
 
         job = dataclasses.replace(job, state=Created.name, **(changes or {}))
+        if not self.registry.is_allowed(Created.name, state.name):
+            raise TransitionNotAllowed(f"a new job cannot start as {state.name}")
         elected = self.elect(job, state)
-        if not self.registry.is_allowed(Created.name, elected.name):
-            raise TransitionNotAllowed(f"a new job cannot start as {elected.name}")
-        created = Created().record(job.created)
+        created = dataclasses.replace(Created().record(job.created), sequence=1)
         record = dataclasses.replace(elected.record(), sequence=2)
         after = dataclasses.replace(job, state=elected.name, modified=record.elected)
         self.store.create(after, [created, record], properties)
+        # Both states are announced, in order, though they were written together.
+        self._announce(StateApplied(
+            dataclasses.replace(job, modified=created.elected), "", Created(), created,
+            Transition("", created, ())))
         transition = Transition(Created.name, record, ())
-        applied = StateApplied(after, Created.name, elected, record, transition)
+        self._announce(StateApplied(after, Created.name, elected, record, transition))
+        return StateChange(after, state, elected, transition)
+
+    def _announce(self, applied: StateApplied) -> None:
         self.mediator.publish(STATE_APPLIED, applied)
         for react in self.after_applied:
             react(applied)
-        return StateChange(after, state, elected, transition)
 
     def elect(self, job: JobRecord, state: State) -> State:
-        """Run the election handlers until the candidate is stable."""
+        """Run the election handlers until the candidate is stable.
+
+        A replacement that cannot follow the job's current state (or a handler that
+        fails) is refused with :meth:`refuse`.
+        """
         candidate = state
         for _ in range(MAX_ELECTION_ROUNDS):
             replaced = False
             for handler in self.mediator.handlers(ELECT):
-                result = handler(Election(job, job.state, candidate, state))
-                if result is not None and result != candidate:
-                    if not isinstance(result, State):
-                        raise TypeError(f"election handler {handler!r} returned {result!r}")
-                    candidate, replaced = result, True
-                    break
+                try:
+                    result = handler(Election(job, job.state, candidate, state))
+                except Exception as exc:
+                    logger.exception("celery-bgp: election handler %r failed for job %s",
+                                     handler, job.id)
+                    return self.refuse(job, handler, f"raised {exc!r}", state)
+                if result is None or result == candidate:
+                    continue
+                if not isinstance(result, State):
+                    return self.refuse(job, handler, f"returned {result!r}, not a State", state)
+                if not self.registry.is_allowed(job.state, result.name):
+                    return self.refuse(job, handler, f"elected {result.name}, which cannot "
+                                       f"follow {job.state}", state)
+                candidate, replaced = result, True
+                break
             if not replaced:
                 return candidate
         logger.warning("celery-bgp: state election for job %s did not settle; using %s",
                        job.id, candidate.name)
         return candidate
+
+    def refuse(self, job: JobRecord, handler: Any, problem: str, requested: State) -> State:
+        """The Failed state that replaces a refused election (raise from a final state)."""
+        name = getattr(handler, "__qualname__", None) or repr(handler)
+        message = f"election handler {name} {problem} (instead of {requested.name})"
+        if self.registry.is_final(job.state):
+            raise TransitionNotAllowed(f"job {job.id}: {message}")
+        logger.error("celery-bgp: job %s: %s; the job is Failed", job.id, message)
+        return Failed(exception_type=REFUSED_ELECTION, message=message,
+                      attempt=max(job.attempt, 1), reason="election refused")

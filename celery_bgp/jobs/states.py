@@ -155,10 +155,11 @@ BUILTIN_STATES = (Created, Idle, Enqueued, Awaiting, Executing, Succeeded, Faile
 FINAL_STATES = frozenset(s.name for s in BUILTIN_STATES if s.final)
 
 _DEFAULT_TRANSITIONS = {
-    "Created": {"Enqueued", "Awaiting", "Idle", "Deleted", "Cancelled"},
-    "Idle": {"Enqueued", "Deleted", "Awaiting", "Cancelled"},
-    "Awaiting": {"Enqueued", "Deleted", "Idle", "Cancelled"},
-    "Enqueued": {"Executing", "Enqueued", "Deleted", "Cancelled", "Idle"},
+    # Failed from every waiting state: an election handler may fail a job before it runs.
+    "Created": {"Enqueued", "Awaiting", "Idle", "Deleted", "Cancelled", "Failed"},
+    "Idle": {"Enqueued", "Deleted", "Awaiting", "Cancelled", "Failed"},
+    "Awaiting": {"Enqueued", "Deleted", "Idle", "Cancelled", "Failed"},
+    "Enqueued": {"Executing", "Enqueued", "Deleted", "Cancelled", "Idle", "Failed"},
     "Executing": {"Succeeded", "Failed", "Retrying", "Cancelled", "Enqueued", "Deleted"},
     "Retrying": {"Enqueued", "Deleted", "Failed", "Cancelled"},
     "Succeeded": {"Enqueued", "Deleted"},

@@ -13,7 +13,7 @@ django.setup()
 from celery import Celery  # noqa: E402
 
 from celery_bgp import BackgroundProcessing  # noqa: E402
-from celery_bgp.jobs import Deleted  # noqa: E402
+from celery_bgp.jobs import Deleted, Failed, Succeeded  # noqa: E402
 from celery_bgp.priority import REDIS_PRIORITY_STEPS  # noqa: E402
 
 from . import commands  # noqa: E402
@@ -48,4 +48,19 @@ def blocked_tenant(election):
         return None
     if bgp.jobs.store.properties(election.job.id).get("tenant") == "blocked":
         return Deleted(reason="tenant is blocked")
+    return None
+
+
+@bgp.jobs.election_handler(priority=20)
+def odd_vetoes(election):
+    """Replacements for Executing that a handler may try: legal, illegal, or a crash."""
+    if election.candidate.name != "Executing":
+        return None
+    veto = bgp.jobs.store.properties(election.job.id).get("veto")
+    if veto == "fail":
+        return Failed(exception_type="tests.Vetoed", message="vetoed by the test")
+    if veto == "succeed":
+        return Succeeded(reason="cannot follow Enqueued")
+    if veto == "raise":
+        raise RuntimeError("the veto handler crashed")
     return None

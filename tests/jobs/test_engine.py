@@ -231,8 +231,11 @@ def test_election_handler_vetoes_a_tenant_and_event_handlers_see_everything(bgp)
     assert bgp.jobs.get(blocked).state == "Deleted"
     assert bgp.jobs.history(blocked)[-1].reason == "tenant blocked"
     assert bgp.jobs.get(allowed).state == "Succeeded"
-    assert [s for j, _, s in seen if j == allowed] == ["Enqueued", "Executing", "Succeeded"]
-    assert [(p, s) for j, p, s in seen if j == blocked] == [("Created", "Enqueued"),
+    # Every applied state is announced, in order, Created too (written with the next one).
+    assert [s for j, _, s in seen if j == allowed] == ["Created", "Enqueued", "Executing",
+                                                        "Succeeded"]
+    assert [(p, s) for j, p, s in seen if j == blocked] == [("", "Created"),
+                                                           ("Created", "Enqueued"),
                                                            ("Enqueued", "Deleted")]
 
 
@@ -380,3 +383,45 @@ def test_jobs_need_a_store():
     app = Celery(set_as_current=False)
     with pytest.raises(ImproperlyConfigured, match="needs a job store"):
         BackgroundProcessing(app, name=f"x{uuid.uuid4().hex}").jobs  # noqa: B018
+
+
+def test_every_applied_state_is_announced_in_order_created_included(bgp):
+    seen = []
+    bgp.jobs.on_state(lambda applied: seen.append((applied.job.id, applied.previous,
+                                                   applied.state.name)))
+    parent = bgp.jobs.submit(J.add, args=[1, 1], idle=True)
+    child = bgp.jobs.submit(J.add, args=[2, 2], after=(parent, "succeeded"))
+    bgp.jobs.requeue(parent)
+    assert [(p, s) for j, p, s in seen if j == parent] == [
+        ("", "Created"), ("Created", "Idle"), ("Idle", "Enqueued"),
+        ("Enqueued", "Executing"), ("Executing", "Succeeded")]
+    assert [(p, s) for j, p, s in seen if j == child] == [
+        ("", "Created"), ("Created", "Awaiting"), ("Awaiting", "Enqueued"),
+        ("Enqueued", "Executing"), ("Executing", "Succeeded")]
+    assert [s.name for s in bgp.jobs.history(child)] == [
+        "Created", "Awaiting", "Enqueued", "Executing", "Succeeded"]
+
+
+def test_a_refused_election_fails_a_waiting_job_and_leaves_a_final_one_alone(bgp):
+    from celery_bgp.jobs import Succeeded
+    from celery_bgp.jobs.machine import REFUSED_ELECTION
+
+    @bgp.jobs.election_handler(priority=10)
+    def illegal(election):
+        return Succeeded(reason="skip it") if election.candidate.name == "Enqueued" else None
+
+    job_id = bgp.jobs.submit(J.add, args=[1, 1])
+    failed = bgp.jobs.history(job_id)[-1]
+    assert (failed.name, failed.data["exception_type"]) == ("Failed", REFUSED_ELECTION)
+    assert "illegal elected Succeeded, which cannot follow Created" in failed.data["message"]
+    # From a final state nothing is forced: the change is refused and the job stays Failed.
+    with pytest.raises(TransitionNotAllowed, match="cannot follow Failed"):
+        bgp.jobs.requeue(job_id)
+    assert bgp.jobs.get(job_id).state == "Failed"
+
+
+def test_a_transition_the_registry_does_not_allow_is_refused_before_election(bgp):
+    job_id = bgp.jobs.submit(J.add, args=[1, 1], idle=True)
+    with pytest.raises(TransitionNotAllowed, match="cannot go from Idle to Executing"):
+        bgp.jobs.change_state(job_id, Executing(worker="w", execution_id="x"))
+    assert bgp.jobs.get(job_id).state == "Idle"
