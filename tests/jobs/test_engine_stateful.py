@@ -14,6 +14,8 @@ real workers elsewhere); the engine, the state machine and the store are the rea
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import time
 import types
 import uuid
@@ -138,10 +140,9 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(job_id=jobs_bundle, action=st.sampled_from(["requeue", "cancel", "delete"]))
     def by_hand(self, job_id, action):
-        try:
+        # Not allowed from its state, or locked by a (dead) worker: nothing changed.
+        with contextlib.suppress(BGPError):
             getattr(self.jobs, action)(job_id)
-        except BGPError:
-            pass  # not allowed from its state, or locked by a (dead) worker: nothing changed
 
     @rule(veto=st.sampled_from(VETOES))
     def set_veto(self, veto):
@@ -184,7 +185,7 @@ class EngineMachine(RuleBasedStateMachine):
             history = self.jobs.history(job_id)
             assert history[0].name == "Created", self._story(job_id)
             assert [s.sequence for s in history] == list(range(1, len(history) + 1))
-            assert all(a.elected <= b.elected for a, b in zip(history, history[1:]))
+            assert all(a.elected <= b.elected for a, b in itertools.pairwise(history))
             assert history[-1].name == self.jobs.store.get(job_id).state
 
     def _story(self, job_id):
