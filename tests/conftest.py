@@ -14,19 +14,20 @@ from tests.helpers.servers import (
     AMQP_PORT,
     REDIS_HOST,
     REDIS_PORT,
+    rabbitmq_vhost,
     require_server,
 )
 from tests.helpers.workers import WorkerProcess
 
-# Redis databases the suite owns (flushed at session start). BGP_TEST_REDIS_DB_BASE moves
-# them, so two checkouts can run their suites side by side on one Redis.
+# Redis databases the suite uses on its own redis-server (tests/helpers/servers.py).
+# BGP_TEST_REDIS_DB_BASE moves them when BGP_TEST_REDIS_PORT points at a shared Redis.
 _BASE = int(os.environ.get("BGP_TEST_REDIS_DB_BASE", "10"))
 BROKER_DB, BACKEND_DB, EVENTS_DB, SINK_DB = _BASE, _BASE + 1, _BASE + 2, _BASE + 3
 
 
 @pytest.fixture(scope="session")
 def redis_base() -> str:
-    """``redis://127.0.0.1:6379`` once Redis answers; its test databases flushed."""
+    """``redis://127.0.0.1:<port>`` of the suite's own Redis, its test databases empty."""
     require_server("Redis", REDIS_HOST, REDIS_PORT)
     import redis
 
@@ -38,8 +39,10 @@ def redis_base() -> str:
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
+    """A URL to the suite's own RabbitMQ vhost, deleted when the session ends."""
     require_server("RabbitMQ", AMQP_HOST, AMQP_PORT)
-    return f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}//"
+    with rabbitmq_vhost() as vhost:
+        yield f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/{vhost}"
 
 
 @pytest.fixture

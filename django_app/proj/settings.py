@@ -69,7 +69,8 @@ _BROKERS = {
     "azurite": "azurequeue://",
 }
 BROKER = os.environ.get("BGP_DEMO_BROKER", "embedded")
-CELERY_BROKER_URL = _BROKERS[BROKER]
+# BGP_DEMO_BROKER_URL points --broker redis|rabbitmq at another server (or database, vhost).
+CELERY_BROKER_URL = os.environ.get("BGP_DEMO_BROKER_URL") or _BROKERS[BROKER]
 if BROKER == "embedded":
     (DATA / "broker").mkdir(exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

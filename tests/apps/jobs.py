@@ -10,8 +10,10 @@ from celery_bgp.jobs import CancellationToken, JobCancelled, JobContext
 def sink():
     import redis
 
-    return redis.Redis.from_url(os.environ.get("BGP_TEST_SINK", "redis://127.0.0.1:6379/13"),
-                                decode_responses=True)
+    from tests.helpers.servers import REDIS_HOST, REDIS_PORT
+
+    default = f"redis://{REDIS_HOST}:{REDIS_PORT}/13"
+    return redis.Redis.from_url(os.environ.get("BGP_TEST_SINK", default), decode_responses=True)
 
 
 def add(a: int, b: int) -> int:

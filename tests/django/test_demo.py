@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import BROKER_DB
 from tests.helpers.demo import free_port, read_until_ready, start_demo
 from tests.helpers.servers import (
     AMQP_HOST,
@@ -22,23 +23,26 @@ from tests.helpers.workers import ROOT
 pytestmark = pytest.mark.integration
 
 
-def need(broker: str) -> None:
-    """The server behind ``--broker`` (the demo starts Azurite itself)."""
+def need(broker: str, request) -> str | None:
+    """The URL of the test's own server behind ``--broker`` (the demo starts Azurite)."""
     if broker == "redis":
         require_server("Redis", REDIS_HOST, REDIS_PORT)
-    elif broker == "rabbitmq":
+        return f"{request.getfixturevalue('redis_base')}/{BROKER_DB}"
+    if broker == "rabbitmq":
         require_server("RabbitMQ", AMQP_HOST, AMQP_PORT)
-    elif broker == "azurite" and not (ROOT / "node_modules" / ".bin" / "azurite").exists():
+        return request.getfixturevalue("amqp_url")
+    if broker == "azurite" and not (ROOT / "node_modules" / ".bin" / "azurite").exists():
         if IN_CI:
             pytest.fail("Azurite is not installed: run npm ci", pytrace=False)
         pytest.skip("Azurite is not installed: run npm ci")
+    return None
 
 
 @pytest.mark.parametrize("broker", ["embedded", "redis", "rabbitmq", "azurite"])
-def test_the_demo_runs_every_sample_and_stops_cleanly(tmp_path, broker):
-    need(broker)
+def test_the_demo_runs_every_sample_and_stops_cleanly(tmp_path, broker, request):
+    url = need(broker, request)
     port = free_port()
-    demo = start_demo(tmp_path / "data", port, broker)
+    demo = start_demo(tmp_path / "data", port, broker, broker_url=url)
     try:
         output = read_until_ready(demo)
         assert f"broker {broker}" in output

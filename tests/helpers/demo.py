@@ -18,9 +18,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_demo(data: Path, port: int, broker: str = "embedded") -> subprocess.Popen:
-    """``python django_app/demo.py`` without the test run's Django/BGP environment."""
+def start_demo(data: Path, port: int, broker: str = "embedded",
+               broker_url: str | None = None) -> subprocess.Popen:
+    """``python django_app/demo.py`` without the test run's Django/BGP environment.
+
+    ``broker_url`` points ``--broker`` at the test's own server (BGP_DEMO_BROKER_URL).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
+    if broker_url:
+        env["BGP_DEMO_BROKER_URL"] = broker_url
     return subprocess.Popen(
         [sys.executable, "django_app/demo.py", "--data", str(data), "--fresh",
          "--port", str(port), "--broker", broker],
