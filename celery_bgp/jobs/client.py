@@ -183,7 +183,12 @@ class Jobs(RecurringJobs):
                 reason=f"retry {applied.state.attempt + 1} in {delay:g}s"),
                 expected={Retrying.name})
         for cont in applied.transition.continuations:
-            self._release(cont.child_id, cont.parent_id, name, cont.on, cont.delete_on_other)
+            try:  # one child that cannot move must not keep its siblings waiting
+                self._release(cont.child_id, cont.parent_id, name, cont.on,
+                              cont.delete_on_other)
+            except Exception:
+                logger.exception("celery-bgp: continuation %s of job %s not released",
+                                 cont.child_id, cont.parent_id)
 
     def _elect_retry(self, election: Election) -> State | None:
         candidate = election.candidate

@@ -26,7 +26,7 @@ from ..exceptions import BGPError
 from .mediator import Mediator
 from .model import RELEASING_STATES, JobRecord, StateRecord, Transition
 from .states import Failed, State, StateRegistry
-from .store import JobNotFound, JobStore
+from .store import JobNotFound, JobStore, StateConflict
 
 __all__ = ["ELECT", "REFUSED_ELECTION", "STATE_APPLIED", "Election", "StateChange",
            "StateMachine", "TransitionNotAllowed"]
@@ -112,6 +112,9 @@ class StateMachine:
         job = job or self.store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
+        if expected is not None and job.state not in expected:
+            # Moved by someone else meanwhile: a conflict, not a wrong request.
+            raise StateConflict(f"job {job_id} is {job.state}, not {'/'.join(sorted(expected))}")
         if not self.registry.is_allowed(job.state, state.name):
             raise TransitionNotAllowed(f"job {job_id} cannot go from {job.state} to {state.name}")
         elected = self.elect(job, state)

@@ -425,3 +425,29 @@ def test_a_transition_the_registry_does_not_allow_is_refused_before_election(bgp
     with pytest.raises(TransitionNotAllowed, match="cannot go from Idle to Executing"):
         bgp.jobs.change_state(job_id, Executing(worker="w", execution_id="x"))
     assert bgp.jobs.get(job_id).state == "Idle"
+
+
+def test_a_continuation_that_cannot_move_does_not_keep_its_siblings_waiting(bgp):
+    """Found by the stateful test: a child deleted by hand made the parent's release
+    raise, and the next child stayed Awaiting forever."""
+    parent = bgp.jobs.submit(J.add, args=[1, 1], idle=True)
+    gone = bgp.jobs.submit(J.add, args=[1, 1], after=(parent, "failed", True))
+    waiting = bgp.jobs.submit(J.add, args=[2, 2], after=(parent, "succeeded"))
+    bgp.jobs.delete(gone)
+    bgp.jobs.requeue(parent)
+    assert bgp.jobs.get(parent).state == "Succeeded"
+    assert bgp.jobs.get(gone).state == "Deleted"
+    assert bgp.jobs.get(waiting).state == "Succeeded"
+
+
+def test_a_change_expecting_another_state_is_a_conflict_not_an_election(bgp):
+    from celery_bgp.jobs.store import StateConflict
+
+    @bgp.jobs.election_handler(priority=10)
+    def crash(election):
+        raise RuntimeError("must not be asked")
+
+    job_id = bgp.jobs.submit(J.add, args=[1, 1], idle=True)  # the veto fails it: Failed
+    assert bgp.jobs.get(job_id).state == "Failed"
+    with pytest.raises(StateConflict, match="not Awaiting"):
+        bgp.jobs.machine.change(job_id, Deleted(), expected={"Awaiting"})
