@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -18,6 +19,8 @@ import pydantic
 import pydantic_core
 
 from .exceptions import ImproperlyConfigured, InvalidCommand, PayloadTooLarge
+
+logger = logging.getLogger("celery_bgp")
 
 __all__ = [
     "BackgroundCommand",
@@ -167,18 +170,40 @@ def encode_command(command: Any, max_bytes: int | None = None) -> dict[str, Any]
     return payload
 
 
-def decode_command(command_type: type, payload: Any) -> Any:
+def decode_command(command_type: type, payload: Any, *, task_id: str | None = None) -> Any:
     """Validate a JSON payload into ``command_type``; raise :class:`InvalidCommand`.
 
     The error lists each invalid field and why, without echoing the values.
+
+    ``task_id`` (the id of the message that carried the payload): the payload must
+    have an ``id`` and it must be that one. A command's id is its task id, the id its
+    events, result and status URL are found by; without this check a payload lacking
+    ``id`` would get a fresh one that nothing knows.
+
+    Unknown fields are ignored (a tolerant reader): during a rolling deploy an older
+    worker receives commands with a field a newer publisher added. Each new set of
+    unknown fields of a type is logged once per process, as a warning. A field the
+    payload lacks takes its default (a newer worker reading an older payload); a
+    required field it lacks is an error.
     """
+    name = command_name(command_type)
     if not isinstance(payload, Mapping):
         raise InvalidCommand(
-            f"payload for {command_name(command_type)} must be a JSON object, "
-            f"got {type(payload).__name__}"
+            f"payload for {name} must be a JSON object, got {type(payload).__name__}"
         )
+    if task_id is not None:
+        if "id" not in payload:
+            raise InvalidCommand(
+                f"invalid payload for {name}: id: missing; a command's payload carries its "
+                f"id, which is the id of its task ({task_id})"
+            )
+        if payload["id"] != task_id:
+            raise InvalidCommand(
+                f"invalid payload for {name}: id: not the id of its task ({task_id}); a "
+                "command's id is its task id, which its events and result are found by"
+            )
     try:
-        return _adapter(command_type).validate_python(payload)
+        command = _adapter(command_type).validate_python(payload)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
@@ -191,3 +216,48 @@ def decode_command(command_type: type, payload: Any) -> Any:
         raise
     except (TypeError, ValueError) as exc:  # raised by a user's __post_init__
         raise InvalidCommand(f"invalid payload for {command_name(command_type)}: {exc}") from None
+    known = _known_fields(command_type)
+    if known is not None:
+        unknown = [key for key in payload if key not in known]
+        if unknown:
+            _warn_unknown(name, unknown)
+    return command
+
+
+@cache
+def _known_fields(command_type: type) -> frozenset[str] | None:
+    """The payload keys ``command_type`` reads (names and aliases), or None when it
+    keeps unknown ones itself (pydantic ``extra="allow"``)."""
+    if dataclasses.is_dataclass(command_type):
+        config = getattr(command_type, "__pydantic_config__", None) or {}
+        if config.get("extra") == "allow":
+            return None
+        return frozenset(f.name for f in dataclasses.fields(command_type))
+    if command_type.model_config.get("extra") == "allow":  # type: ignore[attr-defined]
+        return None
+    known = set()
+    for field_name, info in command_type.model_fields.items():  # type: ignore[attr-defined]
+        known.add(field_name)
+        for alias in (info.alias, info.validation_alias):
+            if isinstance(alias, str):
+                known.add(alias)
+    return frozenset(known)
+
+
+#: (command name, unknown field names) already logged in this process (bounded).
+_warned: set[tuple[str, tuple[str, ...]]] = set()
+_WARNED_MAX = 1000
+
+
+def _warn_unknown(name: str, unknown: list[str]) -> None:
+    shown = tuple(sorted(str(key)[:64] for key in unknown[:20]))
+    if (name, shown) in _warned:
+        return
+    if len(_warned) < _WARNED_MAX:
+        _warned.add((name, shown))
+    more = f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else ""
+    logger.warning(
+        "celery-bgp: payload for %s has fields this process does not know, ignored: "
+        "%s%s (a newer publisher? logged once per set of fields)",
+        name, ", ".join(shown), more,
+    )

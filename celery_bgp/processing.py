@@ -323,9 +323,14 @@ class BackgroundProcessing(JobsSupport):
     # -- processing ---------------------------------------------------------------------
 
     def run_task(self, task: CommandTask, payload: Any) -> Any:
-        """Body of every command task: decode, then run the processor chain."""
+        """Body of every command task: decode, then run the processor chain.
+
+        The payload's ``id`` must be the task id (see :func:`decode_command`): the
+        events of the task are recorded under it, so the handler must see that command.
+        """
         try:
-            command = decode_command(task.command_type, payload)
+            command = decode_command(task.command_type, payload,
+                                     task_id=getattr(task.request, "id", None))
         except InvalidCommand as exc:
             self.reject_invalid(task, exc)
         spec = self.registry.get(task.command_type)

@@ -123,7 +123,9 @@ class AzureFunctionsQueueStorageHandler:
         except (ValueError, TypeError, IndexError, KeyError, RecursionError):
             raise InvalidCommand(
                 "command message body is not a Celery [args, kwargs, embed] triple") from None
-        return decode_command(command_type, payload)
+        task_id = headers.get("id")
+        return decode_command(command_type, payload,
+                              task_id=task_id if isinstance(task_id, str) else None)
 
     def _record_error(self, command_id: Any, headers: dict[str, Any],
                       exc: InvalidCommand) -> None:

@@ -16,7 +16,7 @@ import traceback as tb_module
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["CommandEvent", "ErrorInfo", "EventStatus", "newest_first"]
+__all__ = ["CommandEvent", "ErrorInfo", "EventStatus", "life_order", "newest_first"]
 
 
 class EventStatus(str, enum.Enum):
@@ -101,9 +101,13 @@ class CommandEvent:
 
     @property
     def order_text(self) -> str:
-        """:attr:`sort_key` as fixed-width text that sorts the same (for SQL columns)."""
-        stamp = self.timestamp.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")
-        return f"{self.requeues:06d}{self.retries:06d}{stamp}{self.status.rank:02d}"
+        """:attr:`sort_key` as fixed-width text that sorts the same (for SQL columns).
+
+        It also names the event: two events of one command with the same text are the
+        same event (same requeue, attempt, stage and microsecond), so a store keeps
+        one row per text (a write retried or made twice is not a second event).
+        """
+        return life_order(self.requeues, self.retries, self.timestamp, self.status)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (timestamps as ISO 8601 in UTC)."""
@@ -158,6 +162,12 @@ class CommandEvent:
         except RecursionError:
             raise ValueError("stored event text is nested too deeply") from None
         return cls.from_dict(data)
+
+
+def life_order(requeues: int, retries: int, timestamp: datetime, status: EventStatus) -> str:
+    """:attr:`CommandEvent.order_text` from its parts (a stored state has them too)."""
+    stamp = timestamp.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+    return f"{requeues:06d}{retries:06d}{stamp}{EventStatus(status).rank:02d}"
 
 
 def newest_first(events: list[CommandEvent]) -> list[CommandEvent]:

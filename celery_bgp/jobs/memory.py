@@ -10,6 +10,7 @@ from typing import Any
 
 from ..commands import utcnow
 from ..events.model import CommandEvent
+from ..events.repository import group_by_command
 from ..priority import Priority
 from .model import (
     ContinuationRecord,
@@ -22,7 +23,16 @@ from .model import (
     Transition,
 )
 from .query import Condition, Group, JobQuery, Node, like_to_regex, property_value
-from .store import JobExists, JobNotFound, JobStore, StateConflict, state_from_event
+from .store import (
+    JobExists,
+    JobNotFound,
+    JobStore,
+    StateConflict,
+    event_order,
+    fresh_events,
+    in_life_order,
+    state_from_event,
+)
 
 __all__ = ["MemoryJobStore", "matches"]
 
@@ -255,29 +265,44 @@ class MemoryJobStore(JobStore):
 
     def record_events(self, events: Sequence[CommandEvent], environment: str) -> None:
         with self._lock:
-            for event in events:
-                entry = self._jobs.get(event.command_id)
-                state = state_from_event(event)
+            for command_id, batch in group_by_command(events).items():
+                entry = self._jobs.get(command_id)
                 if entry is None:
-                    job = _command_job(event, environment, state)
+                    job = _command_job(batch[0], environment, state_from_event(batch[0]))
                     entry = self._jobs[job.id] = _Entry(job, [])
-                elif event.command is not None and not entry.job.args:
-                    entry.job.args = [event.command]
-                if event.queue and not entry.job.queue:
-                    entry.job.queue = event.queue
-                entry.states.append(dataclasses.replace(state, sequence=len(entry.states) + 1))
-                if event.order_text > entry.order:
-                    entry.order = event.order_text
-                    entry.job.state = state.name
-                    entry.job.modified = event.timestamp
-                    if event.worker:
-                        entry.job.worker = event.worker
+                history = [(event_order(s), s) for s in entry.states]
+                fresh = fresh_events(batch, {key for key, _ in history if key is not None})
+                if not fresh:
+                    continue
+                merged = in_life_order(history, [(e.order_text, state_from_event(e))
+                                                 for e in fresh])
+                entry.states = [dataclasses.replace(s, sequence=i)
+                                for i, s in enumerate(merged, 1)]
+                for event in fresh:
+                    _apply_event(entry, event)
 
     def clear(self) -> None:
         """Forget everything (tests)."""
         with self._lock:
             self._jobs.clear()
             self._continuations.clear()
+
+
+def _apply_event(entry: _Entry, event: CommandEvent) -> None:
+    """Update a command job's columns for one newly recorded event."""
+    job = entry.job
+    if event.command is not None and not job.args:
+        job.args = [event.command]
+    if event.queue and not job.queue:
+        job.queue = event.queue
+    if event.timestamp < job.created:
+        job.created = event.timestamp
+    if event.order_text > entry.order:
+        entry.order = event.order_text
+        job.state = state_from_event(event).name
+        job.modified = event.timestamp
+        if event.worker:
+            job.worker = event.worker
 
 
 def _command_job(event: CommandEvent, environment: str, state: StateRecord) -> JobRecord:

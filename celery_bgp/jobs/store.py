@@ -14,8 +14,10 @@ Atomicity the engine depends on:
 - :meth:`acquire_lock` is atomic: two holders never both get a free lock.
 
 Commands (typed, dispatched with ``bgp.dispatch``) become jobs through
-:meth:`record_events`: each command event is a state, and the current state is the
-newest by the events' life order, whatever order the writes land in.
+:meth:`record_events`: each command event is exactly one state, the history lists them
+in the command's life order and the current state is the newest by that order,
+whatever order the writes land in; recording an event again (a retried batch, a second
+writer) changes nothing.
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ import abc
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from ..events.model import CommandEvent, ErrorInfo, EventStatus
+from ..events.model import CommandEvent, ErrorInfo, EventStatus, life_order
 from ..events.repository import EventRepository
 from ..exceptions import BGPError
 from .model import ContinuationRecord, JobRecord, LogRecord, On, StateRecord, Transition
@@ -40,6 +42,9 @@ __all__ = [
     "StateConflict",
     "StoreSummary",
     "event_from_state",
+    "event_order",
+    "fresh_events",
+    "in_life_order",
     "state_from_event",
 ]
 
@@ -69,7 +74,7 @@ EVENT_STATES = {
 
 def state_from_event(event: CommandEvent) -> StateRecord:
     """The job state that records a command event (the event is kept in its data)."""
-    data: dict[str, Any] = {"event": event.status.value, "order": event.order_text}
+    data: dict[str, Any] = {"event": event.status.value}
     if event.retries:
         data["retries"] = event.retries
     if event.requeues:
@@ -105,6 +110,56 @@ def event_from_state(job: JobRecord, state: StateRecord) -> CommandEvent | None:
         queue=job.queue if status == "DISPATCHED" else None,
         requeues=int(state.data.get("requeues", 0)),
     )
+
+
+def event_order(state: StateRecord) -> str | None:
+    """The life order (:attr:`CommandEvent.order_text`) of a state that records a command
+    event; None for a state the engine applied (or one it cannot read)."""
+    status = state.data.get("event")
+    if status is None:
+        return None
+    try:
+        return life_order(int(state.data.get("requeues", 0)), int(state.data.get("retries", 0)),
+                          state.elected, EventStatus(status))
+    except (TypeError, ValueError):
+        return None
+
+
+def fresh_events(events: Iterable[CommandEvent], recorded: Collection[str]) -> list[CommandEvent]:
+    """``events`` not recorded yet (their :attr:`~CommandEvent.order_text` is not in
+    ``recorded``), each once: what makes recording events idempotent."""
+    seen = set(recorded)
+    fresh = []
+    for event in events:
+        key = event.order_text
+        if key not in seen:
+            seen.add(key)
+            fresh.append(event)
+    return fresh
+
+
+_T = TypeVar("_T")
+
+
+def in_life_order(history: Iterable[tuple[str | None, _T]],
+                  new: Iterable[tuple[str, _T]]) -> list[_T]:
+    """Merge new event states into a history (oldest first) that is in life order.
+
+    ``history`` and ``new`` are ``(life order, state)`` pairs; a history state the
+    engine applied has None and keeps its place. Each new state goes just before the
+    first recorded event that comes later in the command's life, the others at the end.
+    """
+    pending = sorted(new, key=lambda pair: pair[0])
+    merged: list[_T] = []
+    i = 0
+    for key, state in history:
+        if key is not None:
+            while i < len(pending) and pending[i][0] < key:
+                merged.append(pending[i][1])
+                i += 1
+        merged.append(state)
+    merged.extend(state for _, state in pending[i:])
+    return merged
 
 
 MAX_PAGE = 10_000
@@ -298,8 +353,14 @@ class JobStore(abc.ABC):
     def record_events(self, events: Sequence[CommandEvent], environment: str) -> None:
         """Record command events as job states, creating command jobs as needed.
 
-        The current state becomes the state of the newest event by
-        :attr:`CommandEvent.sort_key` among all recorded for that job.
+        Each event is one state, placed in the history by the command's life order
+        (:attr:`CommandEvent.sort_key`), not by arrival: a late write goes before the
+        recorded events that come after it in the life (:func:`in_life_order`), and the
+        sequences are numbered again from there. An event already recorded (same
+        :attr:`~CommandEvent.order_text`) is skipped, so a batch written twice (a retry
+        after a lost commit acknowledgement, a second writer) records it once. The
+        current state becomes the state of the newest event by that order among all
+        recorded for the job.
         """
 
     def events(self, command_id: str) -> list[CommandEvent]:

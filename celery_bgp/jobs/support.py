@@ -57,8 +57,11 @@ class JobsSupport:
             return None
         repository = self.recorder.repository
         store = self.jobs.store
-        if isinstance(repository, JobStoreEvents) and repository.store is store:
-            return None  # django-db:// on the same store: one write is enough
+        if isinstance(repository, JobStoreEvents) and repository.store == store:
+            # django-db:// on the job store's database: the event recorder already
+            # writes the events there. (Compared by equality: the repository builds its
+            # own store object, and a second recorder would write every event twice.)
+            return None
         return EventRecorder(lambda: JobStoreEvents(store, self.name), mode=self.recorder.mode)
 
     def redispatch(self, job: Any) -> AsyncResult:

@@ -145,3 +145,18 @@ class SlowAppend(BackgroundCommand):
 def slow_append(command: SlowAppend) -> None:
     time.sleep(command.seconds)
     sink().rpush(command.key, command.id)
+
+
+@dataclass
+class FailOnce(BackgroundCommand):
+    """Fails on its first run (counted in the sink under ``key``), succeeds after."""
+
+    key: str
+
+
+@handler(FailOnce)
+def fail_once(command: FailOnce) -> int:
+    attempt = sink().incr(command.key)
+    if attempt == 1:
+        raise Boom(f"first run of {command.key} fails")
+    return attempt

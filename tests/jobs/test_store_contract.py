@@ -320,6 +320,48 @@ def test_command_retries_order_and_errors(job_store):
                                                                          "bad")
 
 
+def test_each_command_event_is_one_state_in_life_order_whatever_the_writes(job_store):
+    from celery_bgp import ErrorInfo
+
+    cid = uuid.uuid4().hex
+    boom = ErrorInfo("app.Boom", "first run fails", "tb")
+    life = [
+        ev(cid, S.DISPATCHED, 0, command={"id": cid}, queue="q"),
+        ev(cid, S.PROCESSING, 1, worker="w1"),
+        ev(cid, S.ERROR, 2, worker="w1", error=boom),
+        ev(cid, S.DISPATCHED, 10, requeues=1, command={"id": cid}, queue="q"),
+        ev(cid, S.PROCESSING, 11, requeues=1, worker="w2"),
+        ev(cid, S.PROCESSED, 12, requeues=1, worker="w2"),
+    ]
+    # The worker's writes land before the publisher's, a batch is written twice (a
+    # retry after a lost commit acknowledgement), two writers record the same events.
+    for batch in ([life[1], life[2]], [life[0]], [life[4]], [life[4], life[5]],
+                  [life[3], life[3]], life, [life[2], life[0]]):
+        job_store.record_events(batch, "default")
+    history = job_store.states(cid)
+    assert [s.name for s in history] == ["Enqueued", "Executing", "Failed", "Enqueued",
+                                         "Executing", "Succeeded"]
+    assert [s.sequence for s in history] == [1, 2, 3, 4, 5, 6]
+    assert [s.elected for s in history] == [e.timestamp for e in life]
+    assert all("order" not in s.data for s in history)
+    job = job_store.get(cid)
+    assert (job.state, job.worker, job.created, job.modified) == ("Succeeded", "w2", at(0),
+                                                                  at(12))
+    assert [e.status for e in job_store.events(cid)] == [e.status for e in reversed(life)]
+
+
+def test_a_late_event_goes_before_later_ones_and_engine_states_keep_their_place(job_store):
+    cid = uuid.uuid4().hex
+    job_store.record_events([ev(cid, S.DISPATCHED, 0), ev(cid, S.PROCESSING, 2)], "default")
+    job_store.transition(cid, StateRecord("Deleted", at(3), "deleted by hand"))
+    job_store.record_events([ev(cid, S.PROCESSED, 4), ev(cid, S.RETRYING, 1)], "default")
+    history = job_store.states(cid)
+    assert [s.name for s in history] == ["Enqueued", "Retrying", "Executing", "Deleted",
+                                         "Succeeded"]
+    assert [s.sequence for s in history] == [1, 2, 3, 4, 5]
+    assert job_store.get(cid).state == "Succeeded"
+
+
 def test_summary_for_dashboards(job_store, population):
     env, _ids = population
     summary = job_store.summary(env, since=at(25))

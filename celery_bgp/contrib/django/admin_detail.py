@@ -23,9 +23,14 @@ MAX_ROWS = 500
 LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
+#: State data keys that are bookkeeping, not something to show (``order``: the life
+#: order that command event states carried in their data before it had its column).
+HIDDEN_DATA = frozenset({"traceback", "order"})
+
+
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    """The exception of the job's last Failed (or Retrying) state."""
+    """The exception of the job's current Failed (or Retrying) state."""
 
     state: str
     exception_type: str
@@ -39,10 +44,17 @@ def _newest(rows: Any, order: str) -> tuple[list[Any], bool]:
     return list(reversed(found[:MAX_ROWS])), len(found) > MAX_ROWS
 
 
-def _failure(states: list[JobState]) -> Failure | None:
+def _failure(job: Job, states: list[JobState]) -> Failure | None:
+    """The failure box: only while the job is Failed (or Retrying), with the exception
+    of that state. An earlier attempt's failure (a job that succeeded once requeued)
+    is in the timeline, not in a box above the job."""
+    if job.state not in ("Failed", "Retrying"):
+        return None
     for state in reversed(states):
-        data = state.data or {}
-        if state.name in ("Failed", "Retrying") and data.get("exception_type"):
+        if state.name == job.state:
+            data = state.data or {}
+            if not data.get("exception_type"):
+                return None
             return Failure(state.name, data["exception_type"], data.get("message", ""),
                            data.get("traceback"))
     return None
@@ -73,10 +85,14 @@ def job_details(job: Job, site: admin.AdminSite) -> dict[str, Any]:
     timeline = []
     previous = None
     for state in states:
-        since = (state.elected - previous).total_seconds() if previous else None
-        shown = {k: v for k, v in (state.data or {}).items() if k != "traceback"}
-        timeline.append({"state": state, "after": since, "data": shown})
-        previous = state.elected
+        # The history is in life order; a clock that disagrees between two processes
+        # (a publisher and a worker) could still date a state before the previous one.
+        since = max((state.elected - previous).total_seconds(), 0.0) if previous else None
+        shown = {k: v for k, v in (state.data or {}).items() if k not in HIDDEN_DATA}
+        timeline.append({"state": state, "after": since, "data": shown,
+                         "traceback": (state.data or {}).get("traceback")})
+        if previous is None or state.elected > previous:
+            previous = state.elected
     parents = (Continuation.objects.filter(child=job).select_related("parent")
                .only("on", "parent__id", "parent__name", "parent__state").order_by("id"))
     children = (Continuation.objects.filter(parent=job).select_related("child")
@@ -90,7 +106,7 @@ def job_details(job: Job, site: admin.AdminSite) -> dict[str, Any]:
         "data_items": list(JobData.objects.filter(job=job).order_by("key")[:MAX_ROWS]),
         "parents": list(parents[:MAX_ROWS]),
         "children": list(children[:MAX_ROWS]),
-        "failure": _failure(states),
+        "failure": _failure(job, states),
         "run_seconds": run_seconds(started, job.modified if job.state != "Executing" else None),
         "task_result_url": task_result_url(job.id, site),
     }

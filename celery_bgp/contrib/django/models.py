@@ -12,7 +12,9 @@ and dashboard, the engine's query API, retention and the lock monitor):
   environment) and environment-scoped state queries.
 - ``(state, lock_expires)``: the monitor's "Executing with an expired lock".
 - states ``(name, job)``: ``past_state`` (which jobs were ever Failed); the unique
-  ``(job, sequence)`` serves one job's history and per-job probes.
+  ``(job, sequence)`` serves one job's history and per-job probes; the unique
+  ``(job, life_order)`` makes a command event one row however often it is written
+  (NULL, never equal, for the states the engine applies).
 - properties ``(name, value_<type>, job)``: typed property conditions, with the
   job id in the index so the semi-join never reads the table; partial (only rows
   of that type) where the database allows (:mod:`.indexes`). ``(value_text, job)``:
@@ -94,12 +96,17 @@ class JobState(models.Model):
     elected = models.DateTimeField()
     reason = models.TextField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    life_order = ExactCharField(
+        max_length=40, null=True, blank=True,
+        help_text="Command jobs: the event's life order (CommandEvent.order_text), which "
+                  "also names it; NULL for states the engine applied.")
 
     class Meta:
         verbose_name = "job state"
         verbose_name_plural = "job states"
         constraints = [
             models.UniqueConstraint(fields=["job", "sequence"], name="bgp_jobstate_job_seq"),
+            models.UniqueConstraint(fields=["job", "life_order"], name="bgp_jobstate_job_event"),
         ]
         indexes = [models.Index(fields=["name", "job"], name="bgp_jobstate_name_job")]
 

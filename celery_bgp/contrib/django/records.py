@@ -22,6 +22,7 @@ __all__ = [
     "apply_events",
     "command_row",
     "continuation_record",
+    "event_row",
     "job_record",
     "job_row",
     "log_record",
@@ -68,10 +69,11 @@ def job_row(job: JobRecord, sequence: int = 1) -> Job:
     )
 
 
-def state_row(job_id: str, state: StateRecord, sequence: int) -> JobState:
-    """An unsaved history row."""
+def state_row(job_id: str, state: StateRecord, sequence: int,
+              life_order: str | None = None) -> JobState:
+    """An unsaved history row (``life_order``: the command event it records, if any)."""
     return JobState(job_id=job_id, sequence=sequence, name=state.name, elected=state.elected,
-                    reason=state.reason, data=dict(state.data))
+                    reason=state.reason, data=dict(state.data), life_order=life_order)
 
 
 def state_record(row: JobState) -> StateRecord:
@@ -97,19 +99,21 @@ def command_row(first: CommandEvent, environment: str) -> Job:
     )
 
 
-def apply_events(row: Job, events: list[CommandEvent],
-                 history: list[JobState]) -> dict[str, Any]:
-    """Append ``events`` to ``row``'s history; return the row's column updates.
+def event_row(job_id: str, event: CommandEvent) -> JobState:
+    """An unsaved history row recording ``event`` (its sequence is set when placed)."""
+    return state_row(job_id, state_from_event(event), 0, event.order_text)
+
+
+def apply_events(row: Job, events: list[CommandEvent]) -> dict[str, Any]:
+    """The column updates of ``row`` once ``events`` (not recorded before) are.
 
     The current state is the newest by life order (``order_text``), whatever order
-    the writes land in; ``created`` is the earliest event seen.
+    the writes land in; ``created`` is the earliest event seen. The history rows and
+    ``sequence`` are the store's business (:meth:`DjangoJobStore.record_events`).
     """
     update: dict[str, Any] = {}
-    sequence, order = row.sequence, row.order
+    order = row.order
     for event in events:
-        state = state_from_event(event)
-        sequence += 1
-        history.append(state_row(row.pk, state, sequence))
         if event.command is not None and not row.args and "args" not in update:
             update["args"] = [event.command]
         if event.queue and not row.queue and "queue" not in update:
@@ -118,8 +122,8 @@ def apply_events(row: Job, events: list[CommandEvent],
             update["created"] = event.timestamp
         if event.order_text > order:
             order = event.order_text
-            update.update(state=state.name, modified=event.timestamp, order=order)
+            update.update(state=state_from_event(event).name, modified=event.timestamp,
+                          order=order)
             if event.worker:
                 update["worker"] = event.worker
-    update["sequence"] = sequence
     return update

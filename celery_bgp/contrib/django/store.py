@@ -45,7 +45,15 @@ from celery_bgp.jobs.model import (
     Transition,
 )
 from celery_bgp.jobs.query import JobQuery, property_value
-from celery_bgp.jobs.store import JobExists, JobNotFound, JobStore, StateConflict, StoreSummary
+from celery_bgp.jobs.store import (
+    JobExists,
+    JobNotFound,
+    JobStore,
+    StateConflict,
+    StoreSummary,
+    fresh_events,
+    in_life_order,
+)
 
 from . import pgfast
 from .models import Continuation, Job, JobData, JobLog, JobProperty, JobState
@@ -54,6 +62,7 @@ from .records import (
     apply_events,
     command_row,
     continuation_record,
+    event_row,
     job_record,
     job_row,
     log_record,
@@ -75,6 +84,15 @@ class DjangoJobStore(JobStore):
 
     def __repr__(self) -> str:
         return f"DjangoJobStore(using={self.using!r})"
+
+    def __eq__(self, other: object) -> bool:
+        """Two stores on one database alias are the same store (the same rows)."""
+        if not isinstance(other, DjangoJobStore):
+            return NotImplemented
+        return self.using == other.using
+
+    def __hash__(self) -> int:
+        return hash((DjangoJobStore, self.using))
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -467,11 +485,53 @@ class DjangoJobStore(JobStore):
                     [command_row(grouped[cid][0], environment) for cid in missing],
                     ignore_conflicts=True)
                 rows.update(self._locked_rows(missing))
+            recorded = self._recorded_events(ids)
             history: list[JobState] = []
             for cid in ids:
-                update = apply_events(rows[cid], grouped[cid], history)
-                self._jobs().filter(pk=cid).update(**update)
+                fresh = fresh_events(grouped[cid], recorded.get(cid, {}))
+                if fresh:  # else every event is recorded already: a batch written again
+                    history += self._place(rows[cid], fresh, recorded.get(cid, {}))
             JobState.objects.using(self.using).bulk_create(history)
+
+    def _recorded_events(self, ids: list[str]) -> dict[str, dict[str, int]]:
+        """Per job, the life order of each recorded event and its row's sequence."""
+        found: dict[str, dict[str, int]] = {}
+        rows = (JobState.objects.using(self.using)
+                .filter(job_id__in=ids, life_order__isnull=False)
+                .values_list("job_id", "life_order", "sequence"))
+        for job_id, order, sequence in rows:
+            found.setdefault(job_id, {})[order] = sequence
+        return found
+
+    def _place(self, row: Job, fresh: list[CommandEvent],
+               recorded: dict[str, int]) -> list[JobState]:
+        """Update the job row for new events; return their history rows, numbered.
+
+        Events later in the life than all recorded ones are appended. A late write
+        (an event earlier in the life than some recorded: the worker's PROCESSING
+        written before the publisher's DISPATCHED, a requeue) is put in its place:
+        the rows from there on are deleted and written again, renumbered, with it.
+        """
+        new = [event_row(row.pk, event) for event in fresh]
+        first = min(state.life_order for state in new)
+        later = [sequence for order, sequence in recorded.items() if order > first]
+        if later:
+            states = JobState.objects.using(self.using).filter(job_id=row.pk,
+                                                               sequence__gte=min(later))
+            tail = list(states.order_by("sequence"))
+            states.delete()
+            placed = in_life_order([(state.life_order, state) for state in tail],
+                                   [(state.life_order, state) for state in new])
+            start = tail[0].sequence
+        else:
+            placed = sorted(new, key=lambda state: state.life_order)
+            start = row.sequence + 1
+        for sequence, state in enumerate(placed, start):
+            state.sequence = sequence
+        update = apply_events(row, fresh)
+        update["sequence"] = row.sequence + len(new)
+        self._jobs().filter(pk=row.pk).update(**update)
+        return placed
 
     def _locked_rows(self, ids: list[str]) -> dict[str, Job]:
         return {row.pk: row for row in
