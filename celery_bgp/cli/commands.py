@@ -10,6 +10,7 @@ from celery.bin.base import CeleryCommand
 from rich.progress import Progress
 
 from ..commands import utcnow
+from ..jobs.cancelling import CancelResult
 from ..jobs.query import Node, P, Q, QueryError
 from . import Context, _command, bgp, json_option
 from .output import state_style
@@ -85,12 +86,17 @@ def status(command_id: str, as_json: bool, **_: Any) -> None:
     if not events and job is None:
         ctx.out.fail(f"no events and no job for {command_id}")
     history = ctx.jobs.history(command_id) if job is not None else []
+    # Asked to stop, not stopped yet: said until the job is Cancelled (or finished).
+    stopping = (job is not None and job.state == "Executing"
+                and ctx.jobs.store.cancel_requested(job.id))
     if ctx.out.as_json:
-        ctx.out.json({"id": command_id, "events": events, "job": job, "history": history})
+        ctx.out.json({"id": command_id, "events": events, "job": job, "history": history,
+                      "cancel_requested": bool(stopping)})
         return
     if job is not None:
         ctx.out.say(f"[bold]{job.name}[/] {job.id}  state [{state_style(job.state)}]"
-                    f"{job.state}[/]  queue {job.queue}  attempt {job.attempt}")
+                    f"{job.state}[/]{'  [yellow]cancel requested[/]' if stopping else ''}"
+                    f"  queue {job.queue}  attempt {job.attempt}")
         ctx.out.table("State history", ["#", "state", "elected", "reason"],
                       ([s.sequence, s.name, s.elected, s.reason] for s in history),
                       {1: state_style})
@@ -140,7 +146,10 @@ def _targets(ctx: Context, ids: tuple[str, ...], states: tuple[str, ...],
     return [j.id for j in ctx.jobs.search(_where(states, queues, None, ()), limit=limit)]
 
 
-def _bulk(ctx: Context, verb: str, ids: list[str], action, yes: bool) -> None:
+def _bulk(ctx: Context, verb: str, ids: list[str], action, yes: bool,
+          pending=None, pending_label: str = "requested") -> None:
+    """Run ``action`` on each id. With ``pending(result)`` true, the action was only
+    asked for (a running job's cancel): such ids are reported apart, as ``requested``."""
     if not ids:
         ctx.out.say(f"nothing to {verb}")
         if ctx.out.as_json:
@@ -148,21 +157,25 @@ def _bulk(ctx: Context, verb: str, ids: list[str], action, yes: bool) -> None:
         return
     if len(ids) > 1 and not yes and ctx.out.interactive:
         click.confirm(f"{verb.capitalize()} {len(ids)} jobs?", abort=True)
-    done, failed = [], {}
+    done, requested, failed = [], [], {}
     with Progress(console=ctx.out.errors, transient=True,
                   disable=not ctx.out.interactive) as progress:
         bar = progress.add_task(verb, total=len(ids))
         for job_id in ids:
             try:
-                action(job_id)
-                done.append(job_id)
+                result = action(job_id)
+                (requested if pending is not None and pending(result) else done).append(job_id)
             except Exception as exc:  # report each failure, go on with the rest
                 failed[job_id] = f"{type(exc).__name__}: {exc}"
             progress.advance(bar)
     if ctx.out.as_json:
-        ctx.out.json({"done": done, "failed": failed})
+        extra = {"requested": requested} if pending is not None else {}
+        ctx.out.json({"done": done, **extra, "failed": failed})
     else:
-        ctx.out.say(f"{verb}: {len(done)} done, {len(failed)} failed")
+        asked = f", {len(requested)} {pending_label}" if requested else ""
+        ctx.out.say(f"{verb}: {len(done)} done{asked}, {len(failed)} failed")
+        for job_id in requested:
+            ctx.out.say(f"  [yellow]{job_id}[/]: {pending_label} (still running)")
         for job_id, why in failed.items():
             ctx.out.say(f"  [red]{job_id}[/]: {why}")
     if failed:
@@ -184,17 +197,26 @@ def requeue(ids, states, queues, limit, yes, as_json, **_: Any) -> None:
 
 @_command("cancel")
 @click.argument("ids", nargs=-1, required=True)
-@click.option("--terminate", is_flag=True, help="Also kill running tasks (SIGTERM).")
+@click.option("--terminate", is_flag=True,
+              help="Also kill the process running each job (SIGTERM, prefork pool), for code "
+                   "that ignores its cancellation token; the job ends Cancelled.")
 @click.option("--yes", "-y", is_flag=True)
 @json_option
 def cancel(ids, terminate, yes, as_json, **_: Any) -> None:
-    """Cancel waiting jobs, ask running ones to stop (revoke commands)."""
+    """Cancel waiting jobs now, ask running ones to stop (revoke commands).
+
+    A running job is "cancel requested" until it stops (about a second when its code
+    checks its token), then Cancelled; one that finishes first keeps its result.
+    """
     ctx = _ctx(as_json)
     if ctx.bgp.has_jobs:
         action = lambda job_id: ctx.jobs.cancel(job_id, terminate=terminate)  # noqa: E731
     else:
         action = lambda job_id: ctx.bgp.cancel(job_id, terminate=terminate)  # noqa: E731
-    _bulk(ctx, "cancel", list(ids), action, yes)
+    how = "terminate" if terminate else "cancel"
+    _bulk(ctx, "cancel", list(ids), action, yes,
+          pending=lambda result: not (isinstance(result, CancelResult) and result.done),
+          pending_label=f"{how} requested")
 
 
 @_command("stats")

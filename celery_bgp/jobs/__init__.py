@@ -4,6 +4,7 @@ See :class:`~celery_bgp.jobs.client.Jobs` (``bgp.jobs``) for the API.
 """
 from __future__ import annotations
 
+from .cancelling import CancelResult
 from .client import JobLocked, Jobs
 from .context import CancellationToken, JobCancelled, JobContext
 from .invocation import JobNotAllowed
@@ -28,6 +29,7 @@ from .store import JobExists, JobNotFound, JobStore, StateConflict
 
 __all__ = [
     "Awaiting",
+    "CancelResult",
     "CancellationToken",
     "Cancelled",
     "ContinuationRecord",

@@ -44,6 +44,7 @@ from .store import JobNotFound, JobStore, StateConflict
 
 if TYPE_CHECKING:
     from ..processing import BackgroundProcessing
+    from .cancelling import CancelResult
 
 __all__ = ["JobLocked", "Jobs"]
 
@@ -282,19 +283,37 @@ class Jobs(RecurringJobs):
         return self.change_state(job_id, Deleted(reason=reason))
 
     def cancel(self, job_id: str, reason: str = "cancelled by hand",
-               terminate: bool = False) -> StateChange | None:
+               terminate: bool = False) -> CancelResult:
         """Cancel a waiting job now, or ask a running one to stop.
 
-        A running job's cancellation token fires at its next heartbeat; it ends as
-        Cancelled when it raises ``JobCancelled``. ``terminate=True`` also revokes
-        the Celery task with SIGTERM (the process is killed: use with care).
+        A waiting job becomes Cancelled now (``result.requested`` is False). For a
+        running one the request is stored, then sent to the workers on Celery's control
+        channel: the job's cancellation token fires within about a second (at its next
+        heartbeat, every ``job_lock_timeout / 3`` s, if the message is lost), and the job
+        ends Cancelled when its code stops (``raise_if_cancelled``, ``JobCancelled``).
+        ``result.requested`` is True: it is not Cancelled yet, and a job that finishes
+        first keeps its final state. ``terminate=True`` also kills the process that runs
+        it (SIGTERM, prefork pool), for code that ignores its token; the job is then
+        recorded Cancelled. Commands are revoked (``terminate`` as in Celery).
         """
+        from .cancelling import CancelResult, send_cancel
+
         job = self._get(job_id)
-        if job.state == "Executing" or job.kind is JobKind.COMMAND:
+        if job.kind is JobKind.COMMAND:
             self.store.request_cancel(job_id)
             self.bgp.app.control.revoke(job_id, terminate=terminate)
-            return None
-        return self.change_state(job_id, Cancelled(reason=reason))
+            return CancelResult(job_id, job.state, requested=True, terminate=terminate)
+        if job.state != "Executing":
+            try:
+                change = self.change_state(job_id, Cancelled(reason=reason))
+                return CancelResult(job_id, change.elected.name, requested=False, change=change)
+            except (JobLocked, StateConflict):
+                job = self._get(job_id)
+                if job.state != "Executing":  # not started by a worker meanwhile
+                    raise
+        self.store.request_cancel(job_id)
+        self.store.on_commit(lambda: send_cancel(self.bgp, job_id, terminate))
+        return CancelResult(job_id, job.state, requested=True, terminate=terminate)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
+from . import cancelling
 from .monitor import MonitorStep, purge, recover
 from .runner import run_job
 
@@ -57,6 +58,7 @@ def install(bgp: BackgroundProcessing) -> Task:
     app.task(recurring, name=f"{prefix}.jobs.recurring", **common)
     if MonitorStep not in app.steps["worker"]:
         app.steps["worker"].add(MonitorStep)
+    cancelling.connect()  # the bgp_cancel control command reaches running jobs
     app.on_after_configure.connect(lambda **_: schedule_housekeeping(bgp), weak=False)
     if app.configured:
         schedule_housekeeping(bgp)

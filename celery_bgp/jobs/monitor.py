@@ -3,8 +3,9 @@
 A worker that dies while a job is Executing stops heartbeating, so the job's lock
 expires; :func:`recover` (run by a worker timer every ``bgp_job_monitor_interval``
 seconds, and available as the ``bgp.jobs.recover`` task for beat) re-enqueues such
-jobs or fails them, per ``bgp_job_on_worker_lost``. :func:`purge` deletes finished
-jobs older than ``bgp_job_retention`` in batches.
+jobs or fails them, per ``bgp_job_on_worker_lost``; a job someone asked to cancel
+(its process was terminated, or died) becomes Cancelled instead, never runs again.
+:func:`purge` deletes finished jobs older than ``bgp_job_retention`` in batches.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from celery import bootsteps
 
 from ..commands import utcnow
-from .states import Enqueued, Failed
+from .states import Cancelled, Enqueued, Failed
 from .store import StateConflict
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ FINISHED_STATES = ("Succeeded", "Deleted", "Cancelled")
 
 
 def recover(jobs: Jobs, now: datetime | None = None, limit: int = 100) -> int:
-    """Re-enqueue (or fail) Executing jobs whose lock expired; return how many."""
+    """Re-enqueue (or fail, or cancel) Executing jobs whose lock expired; return how many."""
     now = now or utcnow()
     policy = jobs.settings.job_on_worker_lost
     done = 0
@@ -45,16 +46,20 @@ def recover(jobs: Jobs, now: datetime | None = None, limit: int = 100) -> int:
         reason = f"worker lost: {lost} stopped heartbeating"
         try:
             with jobs.holding(job.id, holder):
-                _recover_one(jobs, job.id, holder, policy, reason, job.attempt)
+                outcome = _recover_one(jobs, job.id, holder, policy, reason, job.attempt)
             done += 1
-            logger.warning("celery-bgp: job %s recovered (%s): %s", job.id, policy, reason)
+            logger.warning("celery-bgp: job %s recovered (%s): %s", job.id, outcome, reason)
         except StateConflict:
             pass
     return done
 
 
 def _recover_one(jobs: Jobs, job_id: str, holder: str, policy: str, reason: str,
-                 attempt: int) -> None:
+                 attempt: int) -> str:
+    if jobs.store.cancel_requested(job_id):
+        jobs.machine.change(job_id, Cancelled(reason=f"cancel requested; {reason}"),
+                            holder=holder, expected={"Executing"})
+        return "cancelled"
     if policy == "fail":
         state: Any = Failed(exception_type="celery_bgp.WorkerLost", message=reason,
                             attempt=attempt)
@@ -62,6 +67,7 @@ def _recover_one(jobs: Jobs, job_id: str, holder: str, policy: str, reason: str,
     else:
         jobs.machine.change(job_id, Enqueued(reason=reason), holder=holder,
                             expected={"Executing"}, changes={"execution_id": uuid.uuid4().hex})
+    return policy
 
 
 def purge(jobs: Jobs, now: datetime | None = None, batch_size: int = 1000) -> int:
@@ -95,6 +101,10 @@ class MonitorStep(bootsteps.StartStopStep):
             recover(bgp.jobs)
         except Exception:
             logger.exception("celery-bgp: job monitor failed")
+        finally:
+            # The worker's main thread: a prefork pool forks its processes from it, and
+            # one must never inherit (and share with this process) an open connection.
+            bgp.jobs.store.on_idle()
 
     def stop(self, worker: Any) -> None:
         if self.tref is not None:

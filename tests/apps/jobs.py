@@ -87,3 +87,22 @@ def slow_first_time(key: str, seconds: float) -> int:
     if attempt == 1:
         time.sleep(seconds)
     return attempt
+
+
+def cancellable(key: str, seconds: float, cancellation: CancellationToken) -> str:
+    """Count its runs in the sink, then work in 0.1 s steps for up to ``seconds``,
+    ending Cancelled (the wall time of the stop in the sink) when cancelled."""
+    sink().incr(key)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cancellation.wait(0.1):
+            sink().set(f"{key}:stopped", repr(time.time()))
+            raise JobCancelled("stopped on request")
+    return "done"
+
+
+def ignores_cancel(key: str, seconds: float) -> str:
+    """Count its runs in the sink, then sleep ``seconds`` without looking at any token."""
+    sink().incr(key)
+    time.sleep(seconds)
+    return "slept"

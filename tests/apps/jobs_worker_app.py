@@ -18,7 +18,10 @@ from celery_bgp.priority import REDIS_PRIORITY_STEPS  # noqa: E402
 
 from . import commands  # noqa: E402
 
-app = Celery("bgp_jobs_tests")
+# BGP_TEST_DJANGO_FIXUP=0: without Celery's Django fixup, which closes the database
+# connections a pool process inherits; the worker's main process must not leave any open.
+app = Celery("bgp_jobs_tests",
+             fixups=[] if os.environ.get("BGP_TEST_DJANGO_FIXUP") == "0" else None)
 app.conf.update(
     broker_url=os.environ["BGP_TEST_BROKER"],
     result_backend=os.environ.get("BGP_TEST_BACKEND"),

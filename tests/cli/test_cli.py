@@ -97,6 +97,24 @@ def test_cancel_stats_and_cleanup(population):
     assert "Jobs per state" in run("stats")
 
 
+def test_cancel_of_a_running_job_says_requested_until_it_stops(population):
+    from celery_bgp.jobs import Cancelled, Executing
+
+    _, _, idle = population
+    running = bgp.jobs.submit(J.add, args=[1, 1], idle=True)
+    bgp.jobs.store.transition(running, Executing(worker="w@test", execution_id="e1").record())
+    assert run_json("cancel", idle, running, "--yes") == {
+        "done": [idle], "requested": [running], "failed": {}}
+    assert bgp.jobs.get(running).state == "Executing"  # asked to stop, not stopped
+    assert run_json("status", running)["cancel_requested"] is True
+    assert "cancel requested" in run("status", running)
+    out = run("cancel", running, "--terminate")
+    assert "cancel: 0 done, 1 terminate requested, 0 failed" in out
+    bgp.jobs.change_state(running, Cancelled(reason="stopped"))
+    assert run_json("status", running)["cancel_requested"] is False
+    assert "cancel requested" not in run("status", running)
+
+
 def test_a_project_without_bgp_fails_clearly():
     result = CliRunner().invoke(celery, ["-A", "tests.apps.plain_celery", "bgp", "stats"])
     assert result.exit_code == 1

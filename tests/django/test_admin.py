@@ -331,19 +331,57 @@ def test_requeue_asks_first_then_enqueues_and_sends(root, queue, redis_base,
     assert sent_ids(redis_base, queue) == [job_id]
 
 
-def test_cancel_enqueued_and_running_jobs(root, queue):
-    waiting = bgp.jobs.submit(J.add, args=[1, 2], queue=queue)
-    running = bgp.jobs.submit(J.slow, args=[30], queue=queue)
+def running_job(queue: str) -> str:
+    """A job some worker runs (Executing, locked by that worker)."""
+    job_id = bgp.jobs.submit(J.slow, args=[30], queue=queue)
     holder = "worker-1@test"
-    assert bgp.jobs.store.acquire_lock(running, holder, timeout=60)
-    bgp.jobs.machine.change(running, Executing(worker=holder, execution_id="e1"),
-                            holder=holder)
-    response = act(root, "cancel_jobs", [waiting, running])
-    assert messages_of(response) == [f"Cancelled 2 jobs: {running}, {waiting}."]
+    assert bgp.jobs.store.acquire_lock(job_id, holder, timeout=60)
+    bgp.jobs.machine.change(job_id, Executing(worker=holder, execution_id="e1"), holder=holder)
+    return job_id
+
+
+@pytest.fixture
+def broadcasts(monkeypatch):
+    """The cancels Jobs.cancel sends to the workers (job id, terminate), not sent."""
+    from celery_bgp.jobs import cancelling
+
+    sent: list[tuple[str, bool]] = []
+    monkeypatch.setattr(cancelling, "send_cancel",
+                        lambda _bgp, job_id, terminate=False: sent.append((job_id, terminate)))
+    return sent
+
+
+def test_cancel_enqueued_and_running_jobs(root, queue, broadcasts,
+                                          django_capture_on_commit_callbacks):
+    waiting = bgp.jobs.submit(J.add, args=[1, 2], queue=queue)
+    running = running_job(queue)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = act(root, "cancel_jobs", [waiting, running])
+    assert messages_of(response) == [  # the truth: one is Cancelled, the other asked to stop
+        f"Cancelled 1 job: {waiting}.",
+        f"Cancel requested for 1 running job: {running}. It becomes Cancelled when it stops."]
     assert Job.objects.get(pk=waiting).state == "Cancelled"
-    revoked = Job.objects.get(pk=running)  # asked to stop: its token fires at its heartbeat
-    assert revoked.state == "Executing" and revoked.cancel_requested is not None
+    asked = Job.objects.get(pk=running)
+    assert asked.state == "Executing" and asked.cancel_requested is not None
     assert bgp.jobs.store.cancel_requested(running)
+    assert broadcasts == [(running, False)]  # sent after the commit, to the workers
+    page = text(root.get(detail(running)))
+    assert "cancel requested" in page
+    assert "cancel requested" not in text(root.get(detail(waiting)))
+
+
+def test_cancel_offers_to_terminate_running_jobs(root, queue, broadcasts,
+                                                 django_capture_on_commit_callbacks):
+    running = running_job(queue)
+    page = text(act(root, "cancel_jobs", [running], confirm=False, index=0))
+    assert 'name="terminate"' in page and "kill the worker process" in page
+    assert 'name="terminate"' not in text(act(root, "delete_jobs", [running], confirm=False,
+                                              index=0))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = act(root, "cancel_jobs", [running], terminate="1")
+    assert messages_of(response) == [
+        f"Terminate requested for 1 running job: {running}. It becomes Cancelled when it stops."]
+    assert broadcasts == [(running, True)]
 
 
 def test_delete_moves_jobs_to_deleted(root, queue):

@@ -25,6 +25,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from .admin_actions import ACTIONS, action_permission, make_action
 from .admin_dashboard import dashboard_context
@@ -152,6 +153,10 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: Job) -> str:
+        if obj.state == "Executing" and obj.cancel_requested is not None:
+            # Asked to stop, not stopped yet: say so until it is Cancelled (or finished).
+            return format_html('{} <span class="bgp-cancel-requested">cancel requested</span>',
+                               state_badge(obj.state))
         return state_badge(obj.state)
 
     @admin.display(description="created (UTC)", ordering="created")

@@ -6,7 +6,9 @@ job's lock, election and event handlers run, and requeued jobs are sent by the
 project's Celery app. Every action first shows a confirmation page (like Django's
 delete confirmation); every job that could not take the action is reported with
 its reason. "Delete" moves jobs to the Deleted state (retention removes them
-later); rows are never deleted behind the engine's back.
+later); rows are never deleted behind the engine's back. "Cancel" reports running jobs
+apart ("Cancel requested for ..."): they are Cancelled only once they stop; its
+confirmation page offers to terminate them (kill the process running each one).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from celery_bgp.jobs.cancelling import CancelResult
 
 from .admin_support import find_bgp
 from .models import Job
@@ -41,16 +45,19 @@ class Operation:
     verb: str
     past: str
     permission: str
-    run: Callable[[Any, str, str], Any]
+    run: Callable[..., Any]
     explanation: str
+    #: Checkboxes of the confirmation page, passed to ``run`` as keyword arguments:
+    #: (name, label) pairs.
+    options: tuple[tuple[str, str], ...] = ()
 
 
 def _requeue(jobs: Any, job_id: str, who: str) -> Any:
     return jobs.requeue(job_id, reason=f"requeued by {who} in the admin")
 
 
-def _cancel(jobs: Any, job_id: str, who: str) -> Any:
-    return jobs.cancel(job_id, reason=f"cancelled by {who} in the admin")
+def _cancel(jobs: Any, job_id: str, who: str, terminate: bool = False) -> Any:
+    return jobs.cancel(job_id, reason=f"cancelled by {who} in the admin", terminate=terminate)
 
 
 def _delete(jobs: Any, job_id: str, who: str) -> Any:
@@ -63,8 +70,13 @@ ACTIONS = {
                   "Each job is enqueued again and sent to its queue (commands are "
                   "dispatched again with the same id)."),
         Operation("cancel_jobs", "cancel", "cancelled", "cancel", _cancel,
-                  "Waiting jobs become Cancelled now; running jobs are asked to stop "
-                  "(their cancellation token fires, the Celery task is revoked)."),
+                  "Waiting jobs become Cancelled now. Running jobs are asked to stop: "
+                  "their cancellation token fires within about a second, and each becomes "
+                  "Cancelled when its code stops (a job that finishes first keeps its "
+                  "result).",
+                  (("terminate", "Also terminate running jobs: kill the worker process "
+                                 "that runs each one (for code that does not check its "
+                                 "cancellation token); they become Cancelled."),)),
         Operation("delete_jobs", "delete", "deleted", "delete", _delete,
                   "Each job moves to the Deleted state and will not run; retention "
                   "removes it later."),
@@ -139,19 +151,28 @@ def perform(model_admin: admin.ModelAdmin, request: HttpRequest, op: Operation,
             "BackgroundProcessing (with a job store); nothing was done.", messages.ERROR)
         return [], dict.fromkeys(ids, "no job engine")
     who = request.user.get_username() or "an operator"
+    options = {name: request.POST.get(name) == "1" for name, _ in op.options}
     done: list[str] = []
+    requested: list[str] = []
     failed: dict[str, str] = {}
     for job_id in ids:
         try:
-            op.run(bgp.jobs, job_id, who)
-            done.append(job_id)
+            result = op.run(bgp.jobs, job_id, who, **options)
+            asked = isinstance(result, CancelResult) and result.requested  # running: asked
+            (requested if asked else done).append(job_id)
         except Exception as exc:  # report each job's reason, go on with the others
             failed[job_id] = f"{type(exc).__name__}: {exc}"
     if done:
-        listed = ", ".join(done[:10]) + (f" and {len(done) - 10} more" if len(done) > 10 else "")
         model_admin.message_user(
             request, f"{op.past.capitalize()} {len(done)} job{'s' if len(done) != 1 else ''}: "
-            f"{listed}.", messages.SUCCESS)
+            f"{_listed(done)}.", messages.SUCCESS)
+    if requested:
+        how = "Terminate" if options.get("terminate") else "Cancel"
+        model_admin.message_user(
+            request, f"{how} requested for {len(requested)} running "
+            f"job{'s' if len(requested) != 1 else ''}: {_listed(requested)}. "
+            f"{'They become' if len(requested) != 1 else 'It becomes'} Cancelled when "
+            f"{'they stop' if len(requested) != 1 else 'it stops'}.", messages.SUCCESS)
     for job_id, why in list(failed.items())[:MAX_MESSAGES]:
         model_admin.message_user(request, f"Job {job_id} was not {op.past}: {why}",
                                  messages.ERROR)
@@ -159,4 +180,8 @@ def perform(model_admin: admin.ModelAdmin, request: HttpRequest, op: Operation,
         model_admin.message_user(
             request, f"... and {len(failed) - MAX_MESSAGES} more jobs were not {op.past}.",
             messages.ERROR)
-    return done, failed
+    return done + requested, failed
+
+
+def _listed(ids: list[str]) -> str:
+    return ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
