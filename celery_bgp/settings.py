@@ -61,6 +61,17 @@ def check_options(options: dict[str, Any]) -> None:
             f"unknown BackgroundProcessing option(s) {sorted(unknown)}; "
             f"known: {', '.join(DEFAULTS)}"
         )
+    _check_stores(options)
+
+
+def _check_stores(values: dict[str, Any]) -> None:
+    """A mistyped store URL fails here, naming the known schemes, not at first write."""
+    from .events.repository import check_repository
+    from .jobs.stores import check_job_store
+
+    if values.get("event_repository") is not None:
+        check_repository(values["event_repository"])
+    check_job_store(values.get("job_store"))
 
 
 def resolve_settings(options: dict[str, Any], conf: Any) -> Settings:
@@ -71,6 +82,7 @@ def resolve_settings(options: dict[str, Any], conf: Any) -> Settings:
             values[name] = options[name]
         else:
             values[name] = conf.get(f"bgp_{name}", default)
+    _check_stores(values)
     modules = _names(values["handler_modules"])
     max_bytes = values["max_payload_bytes"]
     if values["job_on_worker_lost"] not in ("requeue", "fail"):

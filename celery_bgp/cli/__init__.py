@@ -22,6 +22,9 @@ class Context:
     def __init__(self, click_ctx: click.Context, as_json: bool) -> None:
         app = click_ctx.obj.app
         self.out = Output(as_json, no_color=bool(getattr(click_ctx.obj, "no_color", False)))
+        # Load the project as a worker would: Celery's Django fixup sets Django up here
+        # (the Django job store needs its apps), and the app's task modules register.
+        app.loader.import_default_modules()
         self.bgp: Any = getattr(app, "bgp", None)
         if self.bgp is None:
             self.out.fail(

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_EXPIRY",
     "SCHEMES",
     "EventRepository",
+    "check_repository",
     "repository_from_url",
     "resolve_repository",
 ]
@@ -88,14 +89,27 @@ def _scheme_target(scheme: str) -> str:
     )
 
 
+def check_repository(value: Any) -> None:
+    """Refuse an event repository setting that can never work, before anything connects.
+
+    A URL must have a known scheme; otherwise an instance or a zero-argument factory.
+    """
+    if isinstance(value, str):
+        scheme = urlsplit(value).scheme
+        if not scheme:
+            raise ImproperlyConfigured(
+                f"event repository URL {value!r} has no scheme (e.g. memory://, redis://host/1)"
+            )
+        _scheme_target(scheme)
+    elif not (isinstance(value, EventRepository) or callable(value)):
+        raise TypeError(f"event_repository must be a URL, an EventRepository or a factory, "
+                        f"not {type(value).__name__}")
+
+
 def repository_from_url(url: str, **options: Any) -> EventRepository:
     """Build a repository from a URL such as ``redis://127.0.0.1:6379/1``."""
-    scheme = urlsplit(url).scheme
-    if not scheme:
-        raise ImproperlyConfigured(
-            f"event repository URL {url!r} has no scheme (e.g. memory://, redis://host/1)"
-        )
-    module_name, _, attr = _scheme_target(scheme).partition(":")
+    check_repository(url)
+    module_name, _, attr = _scheme_target(urlsplit(url).scheme).partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
     return cls.from_url(url, **options)
 
@@ -108,9 +122,8 @@ def resolve_repository(value: Any, **options: Any) -> EventRepository:
         return repository_from_url(value, **options)
     if callable(value):
         return resolve_repository(value(), **options)
-    raise ImproperlyConfigured(
-        f"event_repository must be a URL or an EventRepository, got {type(value).__name__}"
-    )
+    check_repository(value)  # raises: neither a URL, an instance nor a factory
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def parse_expiry(value: Any) -> float | None:

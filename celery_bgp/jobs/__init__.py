@@ -7,7 +7,7 @@ from __future__ import annotations
 from .cancelling import CancelResult
 from .client import JobLocked, Jobs
 from .context import CancellationToken, JobCancelled, JobContext
-from .invocation import JobNotAllowed
+from .invocation import InvalidJobArguments, JobNotAllowed
 from .machine import Election, StateApplied, StateChange, TransitionNotAllowed
 from .model import ContinuationRecord, JobKind, JobRecord, LogRecord, On, StateRecord
 from .query import JobQuery, P, Q, QueryError
@@ -40,6 +40,7 @@ __all__ = [
     "Executing",
     "Failed",
     "Idle",
+    "InvalidJobArguments",
     "JobCancelled",
     "JobContext",
     "JobExists",

@@ -8,6 +8,7 @@ continuations and retries apply the same way to the engine and to an operator.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import uuid
@@ -20,6 +21,7 @@ from ..exceptions import BGPError, ImproperlyConfigured
 from ..priority import Priority, broker_priority
 from .context import JobContext
 from .heartbeats import Heartbeats
+from .invocation import InvalidJobArguments
 from .machine import ELECT, STATE_APPLIED, Election, StateApplied, StateChange, StateMachine
 from .mediator import Mediator
 from .middleware import Middleware, MiddlewareRegistry
@@ -61,19 +63,35 @@ class JobLocked(BGPError):
 class Jobs(RecurringJobs):
     """The jobs API of one :class:`~celery_bgp.BackgroundProcessing` (one environment)."""
 
-    def __init__(self, bgp: BackgroundProcessing, store: JobStore) -> None:
+    def __init__(self, bgp: BackgroundProcessing,
+                 store: JobStore | Callable[[], JobStore]) -> None:
         self.bgp = bgp
-        self.store = store
+        self._store_source = store
         self.mediator = Mediator()
         self.states = StateRegistry()
-        self.machine = StateMachine(store, self.mediator, self.states)
         self.middleware = MiddlewareRegistry()
         self.activator: Callable[[type], Any] = lambda cls: cls()
         self.recurring_jobs: dict[str, dict[str, Any]] = {}
         self._local = threading.local()
         self.heartbeats = Heartbeats(self)
         self.mediator.handle(ELECT, self._elect_retry, RETRY_PRIORITY)
-        self.machine.after_applied.append(self._on_applied)
+
+    @functools.cached_property
+    def store(self) -> JobStore:
+        """The job store, opened on first use.
+
+        Registering handlers, middleware, states and recurring jobs never touches it, so
+        they can be declared at module level (``proj/celery.py``) before Django is ready.
+        """
+        source = self._store_source
+        return source if isinstance(source, JobStore) else source()
+
+    @functools.cached_property
+    def machine(self) -> StateMachine:
+        """The state machine over :attr:`store`."""
+        machine = StateMachine(self.store, self.mediator, self.states)
+        machine.after_applied.append(self._on_applied)
+        return machine
 
     @property
     def environment(self) -> str:
@@ -117,9 +135,10 @@ class Jobs(RecurringJobs):
         from .invocation import callable_name, check_args, resolve
 
         name = callable_name(fn)
-        resolve(name, self.settings.job_modules)  # allowed and importable, or a clear error
+        invocation = resolve(name, self.settings.job_modules)  # allowed and importable
         args, kwargs = list(args), dict(kwargs or {})
         check_args(args, kwargs)
+        invocation.check_arguments(args, kwargs)  # a wrong call fails here, not on a worker
         level = _priority(priority)
         attached = [_middleware_item(m) for m in middleware]
         options: dict[str, Any] = {}
@@ -195,8 +214,10 @@ class Jobs(RecurringJobs):
         candidate = election.candidate
         if not isinstance(candidate, Failed) or candidate.exception is None:
             return None
-        if isinstance(candidate.exception, ImproperlyConfigured):
-            return None  # not allowed, not importable, unknown middleware: retrying won't help
+        if isinstance(candidate.exception, (ImproperlyConfigured, InvalidJobArguments)):
+            # Not allowed, not importable, arguments that do not bind, unknown
+            # middleware: retrying won't help.
+            return None
         policy = self.retry_policy(election.job)
         if not policy.should_retry(candidate.exception, candidate.attempt):
             return None

@@ -13,6 +13,7 @@ from celery import Task
 from . import cancelling
 from .monitor import MonitorStep, purge, recover
 from .runner import run_job
+from .stores import SharedStoreStep
 
 if TYPE_CHECKING:
     from ..processing import BackgroundProcessing
@@ -58,6 +59,8 @@ def install(bgp: BackgroundProcessing) -> Task:
     app.task(recurring, name=f"{prefix}.jobs.recurring", **common)
     if MonitorStep not in app.steps["worker"]:
         app.steps["worker"].add(MonitorStep)
+    if SharedStoreStep not in app.steps["worker"]:
+        app.steps["worker"].add(SharedStoreStep)
     cancelling.connect()  # the bgp_cancel control command reaches running jobs
     app.on_after_configure.connect(lambda **_: schedule_housekeeping(bgp), weak=False)
     if app.configured:

@@ -21,9 +21,13 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..exceptions import ImproperlyConfigured
+from ..exceptions import BGPError, ImproperlyConfigured
 
-__all__ = ["Invocation", "JobNotAllowed", "callable_name", "resolve"]
+__all__ = ["InvalidJobArguments", "Invocation", "JobNotAllowed", "callable_name", "resolve"]
+
+
+class InvalidJobArguments(BGPError, TypeError):
+    """The job's arguments do not fit its callable's signature (no retry can fix it)."""
 
 
 class JobNotAllowed(ImproperlyConfigured):
@@ -76,6 +80,27 @@ class Invocation:
         self.target = target
         self.owner = owner  # class whose instance the activator builds, for methods
         self.context_param, self.cancel_param = _injected(target)
+        try:
+            signature = inspect.signature(target, eval_str=True)  # int, not 'int', in errors
+        except Exception:  # annotations that do not evaluate here
+            signature = inspect.signature(target)
+        params = [p for p in signature.parameters.values()
+                  if p.name not in (self.context_param, self.cancel_param)]
+        #: What the stored arguments must bind to: no self, no injected parameters.
+        self.signature = inspect.Signature(params[1:] if owner is not None else params)
+
+    def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Raise :class:`InvalidJobArguments` unless the arguments bind to the callable.
+
+        Checked at submit, so a wrong call fails in the caller, not ten retries later
+        on a worker; and again on the worker, where it fails the job without retries.
+        """
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidJobArguments(
+                f"{self.name}{self.signature} cannot take args={list(args)!r:.200} "
+                f"kwargs={kwargs!r:.200}: {exc}") from None
 
     def call(self, args: Sequence[Any], kwargs: dict[str, Any], *, activator: Callable[[type], Any],
              context: Any, cancellation: Any) -> Any:

@@ -71,6 +71,7 @@ def _execute(jobs: Jobs, job: Any, holder: str, timeout: float, attempt: int,
     jobs.heartbeats.add(job.id, holder, timeout, token)
     try:
         invocation = resolve(job.name, jobs.settings.job_modules)
+        invocation.check_arguments(job.args, job.kwargs)  # a stored row may not fit any more
 
         def final(ctx: Any) -> Any:
             return invocation.call(job.args, job.kwargs, activator=jobs.activator,

@@ -11,11 +11,13 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery import bootsteps
+
 from ..exceptions import ImproperlyConfigured
 from .memory import MemoryJobStore
 from .store import JobStore
 
-__all__ = ["STORE_SCHEMES", "resolve_job_store"]
+__all__ = ["STORE_SCHEMES", "SharedStoreStep", "check_job_store", "resolve_job_store"]
 
 STORE_SCHEMES = {
     "django": "celery_bgp.contrib.django.store:DjangoJobStore",
@@ -25,23 +27,70 @@ _memory: dict[str, MemoryJobStore] = {}
 _memory_lock = threading.Lock()
 
 
+def check_job_store(value: Any) -> None:
+    """Refuse a job store setting that can never work, before anything connects.
+
+    ``None`` (no jobs), a URL with a known scheme, a :class:`JobStore` or a factory.
+    """
+    if value is None or isinstance(value, JobStore) or callable(value):
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"job_store must be a URL, a JobStore or a factory, "
+                        f"not {type(value).__name__}")
+    scheme = urlsplit(value).scheme
+    if scheme != "memory" and scheme not in STORE_SCHEMES:
+        known = ", ".join(f"{name}://" for name in sorted({"memory", *STORE_SCHEMES}))
+        raise ImproperlyConfigured(
+            f"unknown job store {value!r}: the scheme must be one of {known} "
+            "(or pass a JobStore instance)"
+        )
+
+
 def resolve_job_store(value: Any) -> JobStore:
     """Turn ``bgp_job_store`` into a :class:`JobStore`."""
     if isinstance(value, JobStore):
         return value
-    if isinstance(value, str):
-        parts = urlsplit(value)
-        if parts.scheme == "memory":
-            with _memory_lock:
-                return _memory.setdefault(parts.netloc or "default", MemoryJobStore())
-        target = STORE_SCHEMES.get(parts.scheme)
-        if target is None:
-            raise ImproperlyConfigured(
-                f"unknown job store {value!r}; use memory://, django:// or a JobStore instance"
-            )
-        module, _, attr = target.partition(":")
-        cls = getattr(importlib.import_module(module), attr)
-        return cls(using=parts.netloc or "default")
     if callable(value):
         return resolve_job_store(value())
-    raise ImproperlyConfigured(f"bgp_job_store must be a URL or a JobStore, not {value!r}")
+    check_job_store(value)
+    parts = urlsplit(value)
+    if parts.scheme == "memory":
+        with _memory_lock:
+            return _memory.setdefault(parts.netloc or "default", MemoryJobStore())
+    module, _, attr = STORE_SCHEMES[parts.scheme].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    return cls(using=parts.netloc or "default")
+
+
+def process_local(value: Any) -> bool:
+    """True for a job store setting that lives in one process's memory."""
+    if isinstance(value, MemoryJobStore):
+        return True
+    return isinstance(value, str) and urlsplit(value).scheme == "memory"
+
+
+class SharedStoreStep(bootsteps.Step):
+    """A ``celery worker`` refuses to start on a job store it cannot share.
+
+    With ``memory://`` the publisher's jobs live in the publisher's memory: a worker
+    process would drop every message ("no longer exists"). The in-process workers of
+    tests (``celery.contrib.testing``, the ``bgp_worker`` fixture) share the memory and
+    are allowed.
+    """
+
+    name = "celery-bgp shared job store"
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        from celery.apps.worker import Worker  # the `celery worker` command's class
+
+        super().__init__(worker, **kwargs)
+        bgp = getattr(worker.app, "bgp", None)
+        if not isinstance(worker, Worker) or bgp is None or not bgp.has_jobs:
+            return
+        if process_local(bgp.settings.job_store):
+            raise ImproperlyConfigured(
+                f"job_store={bgp.settings.job_store!r} keeps jobs in one process's memory; a "
+                "worker cannot see the jobs other processes enqueue. Use a store that "
+                "publishers and workers share: job_store='django://' (celery-bgp[django]) "
+                "or a JobStore of your own. memory:// is for tests with in-process workers."
+            )

@@ -46,7 +46,8 @@ class JobsSupport:
                 "bgp.jobs needs a job store: BackgroundProcessing(app, job_store='django://') "
                 "or the bgp_job_store setting ('memory://' for tests)"
             )
-        return Jobs(self, resolve_job_store(self.settings.job_store))
+        setting = self.settings.job_store
+        return Jobs(self, lambda: resolve_job_store(setting))  # opened on first use
 
     @functools.cached_property
     def _job_recorder(self) -> EventRecorder | None:
