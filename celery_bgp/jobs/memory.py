@@ -178,7 +178,8 @@ class MemoryJobStore(JobStore):
                 limit: int = 100) -> list[JobRecord]:
         with self._lock:
             found = [copy.deepcopy(e.job) for e in self._jobs.values()
-                     if e.job.state in states and (e.job.lock is None or e.job.lock.expires < now)]
+                     if e.job.state in states and e.job.kind is JobKind.CALLABLE
+                     and (e.job.lock is None or e.job.lock.expires < now)]
         return found[:limit]
 
     # -- properties, data, logs, actions ----------------------------------------------

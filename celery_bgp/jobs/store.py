@@ -273,7 +273,11 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def expired(self, now: datetime, states: Collection[str] = ("Executing",),
                 limit: int = 100) -> list[JobRecord]:
-        """Jobs in ``states`` whose lock expired before ``now`` (or that have none)."""
+        """Callable jobs in ``states`` whose lock expired before ``now`` (or that have none).
+
+        Command jobs are left out: they hold no lock (Celery runs them), so a long
+        command is not "lost" when it runs longer than a lock timeout.
+        """
 
     # -- properties, data, logs, actions ----------------------------------------------
 

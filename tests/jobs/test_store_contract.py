@@ -152,6 +152,15 @@ def test_expired_lock_can_be_taken_and_is_reported(job_store):
     assert job_id not in [j.id for j in job_store.expired(datetime.now(timezone.utc))]
 
 
+def test_a_running_command_is_never_reported_as_lost(job_store):
+    """Commands hold no lock (Celery runs them): recovery must not requeue a long one."""
+    cid = uuid.uuid4().hex
+    job_store.record_events([ev(cid, S.DISPATCHED, 0), ev(cid, S.PROCESSING, 1)], "default")
+    assert job_store.get(cid).state == "Executing"
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    assert cid not in [j.id for j in job_store.expired(later)]
+
+
 def test_one_lock_winner_among_many(job_store):
     job_id = make_job(job_store)
     winners = []

@@ -38,6 +38,7 @@ from celery_bgp.events.model import CommandEvent
 from celery_bgp.events.repository import group_by_command
 from celery_bgp.jobs.model import (
     ContinuationRecord,
+    JobKind,
     JobRecord,
     LogRecord,
     On,
@@ -343,7 +344,7 @@ class DjangoJobStore(JobStore):
 
     def expired(self, now: datetime, states: Collection[str] = ("Executing",),
                 limit: int = 100) -> list[JobRecord]:
-        rows = (self._jobs().filter(state__in=list(states))
+        rows = (self._jobs().filter(state__in=list(states), kind=JobKind.CALLABLE.value)
                 .filter(Q(lock_expires__isnull=True) | Q(lock_expires__lt=now))
                 .order_by("modified")[:limit])
         return [job_record(row) for row in rows]
