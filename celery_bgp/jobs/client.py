@@ -353,7 +353,16 @@ class Jobs(RecurringJobs):
         return self.store.states(job_id)
 
     def logs(self, job_id: str, limit: int = 1000) -> list[LogRecord]:
+        """The job's persisted log records, oldest first."""
         return self.store.logs(job_id, limit)
+
+    def properties(self, job_id: str) -> dict[str, Any]:
+        """The job's typed, queryable properties."""
+        return self.store.properties(job_id)
+
+    def data(self, job_id: str) -> dict[str, Any]:
+        """The job's data (key -> JSON value), as its context set them."""
+        return self.store.data(job_id)
 
     def search(self, where: Node | None = None, *, order_by: Sequence[str] = ("-created",),
                limit: int = 100, offset: int = 0, all_environments: bool = False

@@ -451,3 +451,10 @@ def test_a_change_expecting_another_state_is_a_conflict_not_an_election(bgp):
     assert bgp.jobs.get(job_id).state == "Failed"
     with pytest.raises(StateConflict, match="not Awaiting"):
         bgp.jobs.machine.change(job_id, Deleted(), expected={"Awaiting"})
+
+
+def test_the_client_reads_properties_and_data(bgp):
+    job_id = bgp.jobs.submit(J.uses_context, args=["x"], properties={"tenant": "acme"})
+    assert bgp.jobs.properties(job_id)["tenant"] == "acme"
+    assert bgp.jobs.properties(job_id)["label"] == "x"
+    assert bgp.jobs.data(job_id) == {"progress": {"done": 3, "of": 3}}
