@@ -14,6 +14,8 @@ from .exceptions import (
     InvalidCommand,
     MissingExtra,
     NoHandlerRegistered,
+    NotACommand,
+    NotAHandler,
     PayloadTooLarge,
 )
 from .handlers import CommandHandler, handler
@@ -40,6 +42,8 @@ __all__ = [
     "InvalidCommand",
     "MissingExtra",
     "NoHandlerRegistered",
+    "NotACommand",
+    "NotAHandler",
     "PayloadTooLarge",
     "Priority",
     "ProcessContext",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import types
+import typing
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -18,13 +20,14 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import pydantic
 import pydantic_core
 
-from .exceptions import ImproperlyConfigured, InvalidCommand, PayloadTooLarge
+from .exceptions import InvalidCommand, NotACommand, PayloadTooLarge
 
 logger = logging.getLogger("celery_bgp")
 
 __all__ = [
     "BackgroundCommand",
     "Command",
+    "check_command",
     "command_name",
     "decode_command",
     "encode_command",
@@ -98,20 +101,54 @@ def command_name(command_type: type) -> str:
 
 
 def check_command_type(command_type: Any) -> type:
-    """Raise :class:`ImproperlyConfigured` unless ``command_type`` can be a command."""
-    if command_type in _checked:
+    """Raise :class:`NotACommand` (a ``TypeError``) unless ``command_type`` can be a command."""
+    if isinstance(command_type, type) and command_type in _checked:
         return command_type
     _check(command_type)
     _checked.add(command_type)
     return command_type
 
 
+def check_command(command: Any, call: str = "dispatch") -> None:
+    """Raise :class:`NotACommand` unless ``command`` is a command instance.
+
+    ``call`` names the method in the message (``dispatch() takes a command instance``).
+    One set lookup for a type already seen: this runs on every dispatch.
+    """
+    if type(command) in _checked:
+        return
+    if isinstance(command, type):
+        name = _name(command)
+        raise NotACommand(
+            f"{call}() takes a command instance: {name}(...), not the class {name}"
+        )
+    try:
+        check_command_type(type(command))
+    except NotACommand as exc:
+        raise NotACommand(
+            f"{call}() takes a command instance, got {_name(type(command))}: {exc}"
+        ) from None
+
+
 _checked: set[type] = set()
+
+
+def _name(cls: type) -> str:
+    """A class's qualified name without the ``f.<locals>.`` of classes defined in functions."""
+    return cls.__qualname__.rpartition("<locals>.")[2]
 
 
 def _check(command_type: Any) -> None:
     if not isinstance(command_type, type):
-        raise ImproperlyConfigured(f"a command type must be a class, got {command_type!r}")
+        if type(command_type) in _checked or isinstance(command_type, Command):
+            raise NotACommand(
+                f"a command type is a class: pass {_name(type(command_type))}, "
+                "not an instance of it"
+            )
+        raise NotACommand(
+            f"a command type must be a class, got {_name(type(command_type))} "
+            "(derive one from BackgroundCommand and add @dataclass)"
+        )
     if dataclasses.is_dataclass(command_type):
         names = {f.name for f in dataclasses.fields(command_type)}
         own = {
@@ -121,20 +158,20 @@ def _check(command_type: Any) -> None:
         }
         missing = own - names
         if missing:
-            raise ImproperlyConfigured(
-                f"{command_type.__qualname__} declares {sorted(missing)} but is not itself a "
+            raise NotACommand(
+                f"{_name(command_type)} declares {sorted(missing)} but is not itself a "
                 "dataclass: decorate it with @dataclass"
             )
-    elif not (isinstance(command_type, type) and issubclass(command_type, pydantic.BaseModel)):
-        raise ImproperlyConfigured(
-            f"{command_type.__qualname__} must be a dataclass (derive from BackgroundCommand "
-            "and add @dataclass) or a pydantic model"
+    elif not issubclass(command_type, pydantic.BaseModel):
+        raise NotACommand(
+            f"{_name(command_type)} is not a command type: it must be a dataclass "
+            "(derive from BackgroundCommand and add @dataclass) or a pydantic model"
         )
     fields = _field_names(command_type)
     if not {"id", "timestamp"} <= fields:
-        raise ImproperlyConfigured(
-            f"{command_type.__qualname__} must have 'id' and 'timestamp' fields "
-            "(derive from BackgroundCommand to get both)"
+        raise NotACommand(
+            f"{_name(command_type)} is not a command type: it must have 'id' and "
+            "'timestamp' fields (derive from BackgroundCommand to get both)"
         )
 
 
@@ -149,25 +186,131 @@ def _adapter(command_type: type) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(command_type)
 
 
-def encode_command(command: Any, max_bytes: int | None = None) -> dict[str, Any]:
+def encode_command(command: Any, max_bytes: int | None = None, *,
+                   validate: bool = False) -> dict[str, Any]:
     """Return the JSON-ready payload of ``command``.
 
     Raises :class:`PayloadTooLarge` when its JSON text exceeds ``max_bytes``, so an
     oversize command fails at the caller instead of somewhere in the broker.
+
+    ``validate`` (what ``dispatch`` and ``signature`` do): validate the payload back
+    into the command's type, as the worker will (the same cached ``TypeAdapter``, the
+    same call as :func:`decode_command`), and raise :class:`InvalidCommand` naming each
+    field whose value does not fit, the value's type and the declared one, instead of
+    sending what the worker would reject. Pydantic's serializer warnings are then not
+    emitted: a value the worker would reject raises, one it accepts (``"12"`` for an
+    ``int``) is sent as is.
     """
-    check_command_type(type(command))
-    adapter = _adapter(type(command))
+    command_type = type(command)
+    check_command_type(command_type)
+    adapter = _adapter(command_type)
     try:
-        payload = adapter.dump_python(command, mode="json")
+        payload = adapter.dump_python(command, mode="json", warnings=not validate)
+        if validate:
+            _check_payload(command, payload, adapter)
         if max_bytes is not None:
-            size = len(adapter.dump_json(command))  # compact JSON, measured in Rust
+            # the payload as compact JSON, measured in Rust (plain JSON types: no schema)
+            size = len(pydantic_core.to_json(payload))
             if size > max_bytes:
-                raise PayloadTooLarge(size, max_bytes, f"{command_name(type(command))} payload")
+                raise PayloadTooLarge(size, max_bytes, f"{command_name(command_type)} payload")
     except pydantic_core.PydanticSerializationError as exc:
         raise InvalidCommand(
-            f"{type(command).__qualname__} has a field that cannot be encoded as JSON: {exc}"
+            f"{command_type.__qualname__} has a field that cannot be encoded as JSON: {exc}"
         ) from None
     return payload
+
+
+def _check_payload(command: Any, payload: dict[str, Any], adapter: pydantic.TypeAdapter) -> None:
+    """Validate ``payload`` as the worker will; raise :class:`InvalidCommand` if it fails."""
+    try:
+        adapter.validate_python(payload)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(_misfit(command, err) for err in exc.errors(include_url=False))
+        raise InvalidCommand(
+            f"{_name(type(command))} has field values that do not fit their types: "
+            f"{problems}; build the command with values of the declared types (its "
+            "worker would reject it)"
+        ) from None
+    except (TypeError, ValueError) as exc:  # a user's __post_init__ (or InvalidCommand)
+        raise InvalidCommand(
+            f"{_name(type(command))} would be rejected by its worker: {exc}"
+        ) from None
+
+
+_MISSING = object()
+
+
+def _misfit(command: Any, err: Any) -> str:
+    """One validation error as ``field: got <type>, expected <type> (<why>)``, no values."""
+    loc = err["loc"]
+    where = ".".join(str(part) for part in loc) or "<root>"
+    if not loc:
+        return f"{where}: {err['msg']}"
+    declared = _field_types(type(command)).get(str(loc[0]), "?")
+    if err["type"] == "missing":
+        return f"{where}: missing, expected {declared}"
+    value = _value_at(command, loc)
+    got = _type_name(err.get("input") if value is _MISSING else value)
+    if len(loc) > 1:
+        return f"{where}: got {got}, in {loc[0]}: {declared} ({err['msg']})"
+    if got == declared:  # the type fits, a constraint does not
+        return f"{where}: {err['msg']}"
+    return f"{where}: got {got}, expected {declared} ({err['msg']})"
+
+
+def _value_at(value: Any, loc: tuple[Any, ...]) -> Any:
+    """The caller's value at a pydantic error location (``_MISSING`` if not found)."""
+    try:
+        for part in loc:
+            if isinstance(value, Mapping) or (
+                isinstance(part, int) and isinstance(value, (list, tuple))
+            ):
+                value = value[part]
+            else:
+                value = getattr(value, str(part))
+    except (LookupError, AttributeError, TypeError):
+        return _MISSING
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else type(value).__qualname__
+
+
+@cache
+def _field_types(command_type: type) -> dict[str, str]:
+    """Field name -> declared type, as text (for error messages; computed on the first)."""
+    if dataclasses.is_dataclass(command_type):
+        try:
+            hints = typing.get_type_hints(command_type)
+        except Exception:  # an annotation that does not resolve: show its text
+            hints = {}
+        return {f.name: _type_text(hints.get(f.name, f.type))
+                for f in dataclasses.fields(command_type)}
+    return {name: _type_text(info.annotation)
+            for name, info in command_type.model_fields.items()}  # type: ignore[attr-defined]
+
+
+def _type_text(hint: Any) -> str:
+    """``list[str]``, ``UUID | None``, ``Size`` ...: a type as its reader wrote it."""
+    if isinstance(hint, str):
+        return hint
+    if hint is None or hint is type(None):
+        return "None"
+    if hint is Ellipsis:
+        return "..."
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return _type_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(arg) for arg in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(arg) for arg in args)}]"
+    if origin is not None:
+        return f"{_type_text(origin)}[{', '.join(_type_text(arg) for arg in args)}]"
+    if isinstance(hint, type):
+        return hint.__qualname__
+    return repr(hint).replace("typing.", "")
 
 
 def decode_command(command_type: type, payload: Any, *, task_id: str | None = None) -> Any:

@@ -14,6 +14,26 @@ class HandlerAlreadyRegistered(ImproperlyConfigured):
     """A command type already has a different handler."""
 
 
+class NotACommand(BGPError, TypeError):
+    """What was passed as a command, or as a command type, is not one.
+
+    The class where an instance is expected (``bgp.dispatch(ResizeImage)``), an
+    instance where a class is expected, an object that is not a command (a ``dict``),
+    a class without ``id`` and ``timestamp``, a subclass that forgot ``@dataclass``.
+    The message names the fix. (Before, some of these were ``ImproperlyConfigured``,
+    which is now kept for configuration: settings, URLs, missing extras.)
+    """
+
+
+class NotAHandler(BGPError, TypeError):
+    """What was registered as a handler is not one, or does not say which command it handles.
+
+    A handler is a ``CommandHandler[T]`` subclass or a function (marked with
+    ``@handler(T)`` / ``@bgp.handler(T)``, or registered with ``command_type=T``).
+    The message names the fix.
+    """
+
+
 class NoHandlerRegistered(BGPError, LookupError):
     """No handler is registered for a command type in this process."""
 

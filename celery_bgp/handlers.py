@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any, ClassVar, Generic, TypeVar
 
 from .commands import check_command_type, command_name
-from .exceptions import HandlerAlreadyRegistered, ImproperlyConfigured, NoHandlerRegistered
+from .exceptions import HandlerAlreadyRegistered, NoHandlerRegistered, NotAHandler
 
 __all__ = [
     "CommandHandler",
@@ -103,7 +103,7 @@ def handler(command_type: type, **task_options: Any) -> Callable[[Callable], Cal
 
     def mark(fn: Callable) -> Callable:
         if not callable(fn) or isinstance(fn, type):
-            raise ImproperlyConfigured(
+            raise NotAHandler(
                 "@handler decorates a function; subclass CommandHandler[T] for a class"
             )
         setattr(fn, _MARK, HandlerSpec(command_type, fn, dict(task_options)))
@@ -113,17 +113,24 @@ def handler(command_type: type, **task_options: Any) -> Callable[[Callable], Cal
 
 
 def spec_for(target: Any, command_type: type | None = None, **task_options: Any) -> HandlerSpec:
-    """Build the :class:`HandlerSpec` of a handler class or (marked) function."""
+    """Build the :class:`HandlerSpec` of a handler class or (marked) function.
+
+    Raises :class:`NotAHandler` (a ``TypeError``) when ``target`` is not a handler or
+    does not say which command it handles, :class:`NotACommand` when the command type
+    is not one.
+    """
     if isinstance(target, type):
         if not issubclass(target, CommandHandler):
-            raise ImproperlyConfigured(
-                f"{target.__qualname__} is not a CommandHandler subclass"
+            raise NotAHandler(
+                f"{target.__qualname__} is not a CommandHandler subclass: derive it from "
+                "CommandHandler[YourCommand], or register a function"
             )
         ctype = command_type or target.command_type
         if ctype is None:
-            raise ImproperlyConfigured(
+            raise NotAHandler(
                 f"{target.__qualname__} does not say which command it handles: "
-                "derive from CommandHandler[YourCommand] or set command_type"
+                "derive from CommandHandler[YourCommand], set command_type, or pass "
+                "command_type=YourCommand"
             )
         options = {**target.task_options, **task_options}
         return HandlerSpec(check_command_type(ctype), target, options)
@@ -134,10 +141,22 @@ def spec_for(target: Any, command_type: type | None = None, **task_options: Any)
         )
     if callable(target) and command_type is not None:
         return HandlerSpec(check_command_type(command_type), target, dict(task_options))
-    raise ImproperlyConfigured(
-        f"{target!r} is not a handler: use a CommandHandler[T] subclass or a function "
-        "decorated with @handler(T) / @bgp.handler(T)"
+    if callable(target):
+        name = getattr(target, "__qualname__", None) or repr(target)
+        raise NotAHandler(
+            f"{name} does not say which command it handles: decorate it with @handler(T) "
+            "/ @bgp.handler(T), or pass command_type=T"
+        )
+    raise NotAHandler(
+        f"{_short_repr(target)} is not a handler: register a CommandHandler[T] subclass "
+        "or a function (decorated with @handler(T) / @bgp.handler(T), or with "
+        "command_type=T)"
     )
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"<{type(value).__qualname__}>"
 
 
 class HandlerRegistry:

@@ -20,7 +20,14 @@ from celery.exceptions import Reject
 from celery.result import AsyncResult
 
 from . import signals as bgp_signals
-from .commands import check_command_type, command_name, decode_command, encode_command, utcnow
+from .commands import (
+    check_command,
+    check_command_type,
+    command_name,
+    decode_command,
+    encode_command,
+    utcnow,
+)
 from .events import CommandEvent, ErrorInfo, EventRecorder, Events, EventStatus
 from .events.repository import resolve_repository
 from .exceptions import ImproperlyConfigured, InvalidCommand
@@ -252,7 +259,13 @@ class BackgroundProcessing(JobsSupport):
         or a broker-native int), ``countdown``/``eta``, ``expires``, ``retry``,
         ``retry_policy``, ``headers``, ``link``/``link_error`` ... The task id is the
         command id.
+
+        Fails here, before anything is sent: :class:`NotACommand` (a ``TypeError``) for
+        the class instead of an instance or an object that is not a command;
+        :class:`InvalidCommand` for field values that do not fit their types (the
+        validation the worker does) and :class:`PayloadTooLarge` for an oversize one.
         """
+        check_command(command, "dispatch")
         context = DispatchContext(command, dict(options), self)
         context.options["_bgp_send"] = True
         return self.dispatcher(context)
@@ -262,14 +275,16 @@ class BackgroundProcessing(JobsSupport):
 
         Compose with ``chain``/``group``/``chord``/``link``/``link_error``; the
         dispatcher decorators run now, the send happens when the canvas is applied.
+        The command is checked now, as by :meth:`dispatch`.
         """
+        check_command(command, "signature")
         context = DispatchContext(command, dict(options), self)
         context.options["_bgp_send"] = False
         return self.dispatcher(context)
 
     def _send(self, context: DispatchContext) -> Any:
         command = context.command
-        payload = encode_command(command, self.settings.max_payload_bytes)
+        payload = encode_command(command, self.settings.max_payload_bytes, validate=True)
         send = context.options.pop("_bgp_send", True)
         options = self._publish_options(command, context.options)
         task = self.task_for(type(command))

@@ -10,7 +10,13 @@ from uuid import UUID
 import pydantic
 import pytest
 
-from celery_bgp import BackgroundCommand, ImproperlyConfigured, InvalidCommand, PayloadTooLarge
+from celery_bgp import (
+    BackgroundCommand,
+    ImproperlyConfigured,
+    InvalidCommand,
+    NotACommand,
+    PayloadTooLarge,
+)
 from celery_bgp.commands import (
     check_command_type,
     command_name,
@@ -146,21 +152,25 @@ def test_unencodable_field_is_a_clear_error():
 
 
 def test_command_type_checks():
+    """Not a command type: a TypeError (NotACommand), no longer ImproperlyConfigured."""
+    assert issubclass(NotACommand, TypeError)
+    assert not issubclass(NotACommand, ImproperlyConfigured)
+
     class Bare:
         pass
 
-    with pytest.raises(ImproperlyConfigured, match="must be a dataclass"):
+    with pytest.raises(NotACommand, match="must be a dataclass"):
         check_command_type(Bare)
 
     @dataclasses.dataclass
     class NoIds:
         x: int
 
-    with pytest.raises(ImproperlyConfigured, match="'id' and 'timestamp'"):
+    with pytest.raises(NotACommand, match="'id' and 'timestamp'"):
         check_command_type(NoIds)
 
     class Forgot(BackgroundCommand):  # no @dataclass
         url: str
 
-    with pytest.raises(ImproperlyConfigured, match="decorate it with @dataclass"):
+    with pytest.raises(NotACommand, match="decorate it with @dataclass"):
         check_command_type(Forgot)

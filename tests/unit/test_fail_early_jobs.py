@@ -70,7 +70,7 @@ def test_a_stored_job_whose_arguments_no_longer_bind_fails_at_once_without_retri
 
 def test_job_not_allowed_says_where_to_add_the_module():
     bgp = make(job_modules=["tests.apps.jobs"])
-    with pytest.raises(JobNotAllowed, match="job_modules=.*CELERY_BGP_JOB_MODULES"):
+    with pytest.raises(JobNotAllowed, match=r"job_modules=.*CELERY_BGP_JOB_MODULES"):
         bgp.jobs.enqueue("tests.unit.test_misc:nothing")
 
 

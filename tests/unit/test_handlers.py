@@ -15,6 +15,7 @@ from celery_bgp import (
     HandlerAlreadyRegistered,
     ImproperlyConfigured,
     NoHandlerRegistered,
+    NotAHandler,
 )
 from celery_bgp.events.memory import MemoryEventRepository
 from tests.apps.shop import CancelOrder, PlaceOrder
@@ -136,9 +137,9 @@ def test_handler_without_command_type_is_refused():
         def handle(self, command):
             return None
 
-    with pytest.raises(ImproperlyConfigured, match="does not say which command"):
+    with pytest.raises(NotAHandler, match="does not say which command"):
         make_bgp().register_handler(Vague)
-    with pytest.raises(ImproperlyConfigured, match="is not a handler"):
+    with pytest.raises(NotAHandler, match="does not say which command"):
         make_bgp().register_handler(lambda c: None)
 
 
