@@ -15,7 +15,8 @@ cancelled 0.05-0.25 s after it became Executing, one at a time, on one worker
   lock / 3; with the default 60 s lock that is up to 20 s (10 s on average over a run).
 
 The database ``bgp_bench_cancel`` is created (dropped first) by this script; the broker
-is ``BGP_BENCH_BROKER`` (default redis://127.0.0.1:6379/5), on a queue of its own.
+is ``BGP_BENCH_BROKER`` (default: a private redis-server, see private_redis.py), on a
+queue of its own.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks import private_redis  # noqa: E402,F401  (before the app reads its URLs)
+
 DB = "bgp_bench_cancel"
 os.environ["BGP_BENCH_DB"] = DB
 QUEUE = f"bench-cancel-{uuid.uuid4().hex[:8]}"

@@ -20,6 +20,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import private_redis  # noqa: E402  (before the app reads its URLs)
 from benchmarks.overhead_app import (  # noqa: E402
     BROKER,
     COUNTER,
@@ -73,8 +74,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    for url in (BROKER, EVENTS, COUNTER):
-        redis.Redis.from_url(url).flushdb()
+    if private_redis.OWNED:  # never empty databases of a Redis you pointed us at
+        for url in (BROKER, EVENTS, COUNTER):
+            redis.Redis.from_url(url).flushdb()
     counter = redis.Redis.from_url(COUNTER)
     env = {"BGP_BENCH_BROKER": BROKER, "BGP_BENCH_EVENTS": EVENTS, "BGP_BENCH_COUNTER": COUNTER}
     with WorkerProcess("benchmarks.overhead_app", env, ["bench"], concurrency=2):
