@@ -217,6 +217,12 @@ def encode_command(command: Any, max_bytes: int | None = None, *,
         raise InvalidCommand(
             f"{command_type.__qualname__} has a field that cannot be encoded as JSON: {exc}"
         ) from None
+    except ValueError as exc:  # pydantic's "Maximum serialization depth exceeded"
+        if "depth" not in str(exc):
+            raise
+        raise InvalidCommand(
+            f"{command_type.__qualname__} is nested too deeply to encode as JSON ({exc})"
+        ) from None
     return payload
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 import uuid
 import warnings
 from datetime import datetime, timezone
@@ -277,3 +278,20 @@ def test_configuration_errors_stay_improperly_configured():
     with pytest.raises(HandlerAlreadyRegistered, match="already handled"):
         bgp.register_handler(Two)
     assert issubclass(HandlerAlreadyRegistered, ImproperlyConfigured)
+
+
+
+@dataclasses.dataclass
+class DeepNote(BackgroundCommand):
+    data: typing.Any = None
+
+
+def test_a_command_nested_too_deeply_is_an_invalid_command_at_dispatch():
+    from celery_bgp.commands import encode_command
+    from celery_bgp.exceptions import InvalidCommand
+
+    value: list = []
+    for _ in range(400):
+        value = [value]
+    with pytest.raises(InvalidCommand, match="nested too deeply"):
+        encode_command(DeepNote(data=value), 10**6, validate=True)
