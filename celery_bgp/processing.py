@@ -44,6 +44,7 @@ from .pipeline import DispatchContext, Pipeline, ProcessContext
 from .priority import broker_priority
 from .settings import DEFAULTS, Settings, check_options, resolve_settings
 from .tasks import CommandTask, make_task_run
+from .worker import install as install_message_guard
 
 __all__ = ["BackgroundProcessing"]
 
@@ -93,11 +94,13 @@ class BackgroundProcessing(JobsSupport):
         self.dispatcher = Pipeline(self._send)
         self.processor = Pipeline(self._invoke)
         self.telemetry = None  # set by celery_bgp.telemetry.instrument()
-        self.recorder = EventRecorder(self._build_repository, mode=self._write_mode())
+        self.recorder = EventRecorder(self._build_repository, mode=self._write_mode(),
+                                      final_timeout=float(self.setting("event_final_timeout")))
         self.events = Events(self.recorder)
         bgp_signals.register_instance(self)
         signals.import_modules.connect(self._on_import_modules, sender=app, weak=False)
         app.bgp = self  # type: ignore[attr-defined]
+        install_message_guard(app)  # a bad message never stops a worker (celery_bgp.worker)
         self.job_task = self._install_jobs()
 
     def __repr__(self) -> str:
@@ -376,11 +379,12 @@ class BackgroundProcessing(JobsSupport):
 
     def reject_invalid(self, task: CommandTask, exc: InvalidCommand) -> None:
         """Record ERROR for an undecodable command and reject its message (no requeue)."""
-        self.record_invalid(task.request.id, task, exc)
+        self.record_invalid(task.request.id, task, exc,
+                            durable=bgp_signals.acks_late(task))  # written before the reject
         raise Reject(str(exc), requeue=False)
 
     def record_invalid(self, command_id: str | None, task: CommandTask,
-                       exc: InvalidCommand) -> None:
+                       exc: InvalidCommand, durable: bool = False) -> None:
         """Record the ERROR event of a message that never reached its handler."""
         if not command_id:
             return
@@ -392,16 +396,24 @@ class BackgroundProcessing(JobsSupport):
             error=ErrorInfo(type=f"{type(exc).__module__}.{type(exc).__qualname__}",
                             message=str(exc)),
             reason="rejected",
-        ))
+        ), durable=durable)
 
     # -- events -------------------------------------------------------------------------
 
-    def record(self, event: CommandEvent) -> None:
-        """Hand an event to the recorder(s) (never raises)."""
-        self.recorder.record(event)
+    def record(self, event: CommandEvent, durable: bool = False) -> None:
+        """Hand an event to the recorder(s) (never raises).
+
+        ``durable``: return once it is written (a final event before its message is
+        acknowledged), unless the store is failing or slower than the recorder's
+        ``final_timeout``; the writer sends it at once, with what is queued before it.
+        """
+        ticket = self.recorder.record(event, urgent=durable)
         jobs = self._job_recorder
-        if jobs is not None:
-            jobs.record(event)
+        jobs_ticket = jobs.record(event, urgent=durable) if jobs is not None else 0
+        if durable:
+            self.recorder.wait_written(ticket)
+            if jobs is not None:
+                jobs.wait_written(jobs_ticket)
 
     def setting(self, name: str) -> Any:
         """One raw setting, read now (without resolving and caching all of them)."""

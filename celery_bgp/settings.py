@@ -21,7 +21,10 @@ DEFAULTS: dict[str, Any] = {
     "event_repository": "memory://",
     "event_expiry": DEFAULT_EXPIRY,
     "event_write": "background",
+    # acks_late: seconds a task may wait for its final event to be written (0: no wait)
+    "event_final_timeout": 5.0,
     "max_payload_bytes": 1024 * 1024,
+    "max_message_bytes": None,  # worker side; None: 8 x max_payload_bytes (celery_bgp.worker)
     "handler_modules": (),
     "job_store": None,
     "job_modules": (),
@@ -31,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "job_retention": 30 * 24 * 3600.0,
     "job_log_level": "INFO",
     "job_monitor_interval": 30.0,
+    "job_stalled_after": 300.0,
 }
 
 
@@ -51,6 +55,8 @@ class Settings:
     job_retention: float | None = 30 * 24 * 3600.0
     job_log_level: int = 20
     job_monitor_interval: float = 30.0
+    #: Seconds a due job may stay Enqueued before the monitor sends it again (0: never).
+    job_stalled_after: float = 300.0
 
 
 def check_options(options: dict[str, Any]) -> None:
@@ -106,6 +112,7 @@ def resolve_settings(options: dict[str, Any], conf: Any) -> Settings:
         job_retention=parse_expiry(values["job_retention"]),
         job_log_level=level,
         job_monitor_interval=float(values["job_monitor_interval"] or 0),
+        job_stalled_after=float(values["job_stalled_after"] or 0),
     )
 
 

@@ -21,6 +21,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from queue import Empty
+from types import SimpleNamespace
 from typing import Any
 
 from kombu.transport import virtual
@@ -295,7 +296,8 @@ class Channel(SharedBindingsMixin, virtual.Channel):
         )
         lease = Lease(physical, message.id, message.pop_receipt,
                       time.monotonic() + options.visibility_timeout,
-                      transport.storage.queue_client(physical), blob=ref)
+                      transport.storage.queue_client(physical), blob=ref,
+                      text=message.content, celery_queue=queue)
         if queue in self._noack_queues:
             transport.leases.ack(lease)
         else:
@@ -318,6 +320,27 @@ class Channel(SharedBindingsMixin, virtual.Channel):
         lease = self.transport.leases.pop(delivery_tag) if self.connection else None
         if lease is not None:
             self.transport.leases.ack(lease)
+
+    def dead_letter(self, delivery_tag: str, reason: str,
+                    dequeue_count: int | None = None) -> bool:
+        """Move a held message, unchanged, to its queue's poison queue with ``reason``.
+
+        What the worker does with a message it refuses (instead of deleting it on the
+        reject that follows). False when the message is not held here any more.
+        """
+        leases = self.transport.leases
+        lease = leases.get(delivery_tag) if self.connection else None
+        if lease is None or lease.text is None or lease.celery_queue is None:
+            return False
+        leases.pop(delivery_tag)
+        with lease.lock:
+            if lease.done:
+                return False
+            lease.done = True  # no more renewals: the message leaves its queue now
+            held = SimpleNamespace(id=lease.message_id, pop_receipt=lease.pop_receipt,
+                                   dequeue_count=dequeue_count, content=lease.text)
+        move_to_poison(self.transport.storage, lease.celery_queue, lease.queue, held, reason)
+        return True
 
     def _restore(self, message: Any) -> None:
         """Requeue: make the leased message visible again at once."""
@@ -376,6 +399,14 @@ class Transport(virtual.Transport):
         self.unreachable = False
         self.schedule = PollSchedule(self.options.polling_interval,
                                      self.options.max_polling_interval)
+
+    def driver_version(self) -> str:
+        """The azure-storage-queue version (``celery report`` prints it)."""
+        try:
+            from azure.storage.queue import __version__
+        except ImportError:
+            return "N/A"
+        return str(__version__)
 
     @property
     def default_connection_params(self) -> dict[str, Any]:

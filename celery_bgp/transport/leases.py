@@ -37,6 +37,9 @@ class Lease:
     blob: dict[str, Any] | None = None  # claim-check reference, deleted after the ack
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     done: bool = False
+    #: The queue text as received and its Celery queue name, to dead-letter it unchanged.
+    text: str | None = dataclasses.field(default=None, repr=False)
+    celery_queue: str | None = None
 
     def renew(self, clients: Any, seconds: int) -> None:
         """Make the message invisible for ``seconds`` more (new pop receipt)."""

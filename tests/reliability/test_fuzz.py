@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import json
 import os
-from datetime import datetime, timezone
+import uuid
+import zlib
+from datetime import datetime, timedelta, timezone
 
 import click
 from hypothesis import HealthCheck, given, settings
@@ -16,9 +18,10 @@ from hypothesis import strategies as st
 from celery_bgp import CommandEvent, InvalidCommand
 from celery_bgp.cli.commands import parse_property
 from celery_bgp.commands import decode_command, encode_command
+from celery_bgp.inflate import CompressionRefused, bounded
 from celery_bgp.jobs.memory import MemoryJobStore
 from celery_bgp.jobs.query import JobQuery, QueryError
-from celery_bgp.worker import check_message
+from celery_bgp.worker import check_headers, check_message
 from tests.reliability.fuzz_models import Inner, Order, Size
 
 EXAMPLES = int(os.environ.get("BGP_HYPOTHESIS_EXAMPLES", "300"))
@@ -137,3 +140,77 @@ def test_cli_property_filters_parse_or_fail_clearly(text):
 def test_stored_event_text_decodes_or_raises_a_value_error(text):
     with contextlib.suppress(ValueError, KeyError, TypeError):
         CommandEvent.from_json(text)
+
+
+# -- message headers (celery_bgp.worker.check_headers) -------------------------------------
+
+HEADER_EXAMPLES = min(EXAMPLES, 200)
+headers_fuzz = settings(fuzz, max_examples=HEADER_EXAMPLES)
+header_names = st.sampled_from(["task", "id", "root_id", "parent_id", "group", "shadow",
+                                "argsrepr", "kwargsrepr", "eta", "expires", "retries",
+                                "timelimit", "group_index", "stamped_headers", "stamps",
+                                "lang", "origin", "ignore_result"])
+header_values = json_values | st.datetimes().map(datetime.isoformat) | st.lists(
+    st.none() | st.integers() | st.floats(), min_size=0, max_size=3)
+
+
+def _celery_headers(**options):
+    from celery import Celery
+
+    app = Celery("fuzz-headers", set_as_current=False)
+    task_id = uuid.uuid4().hex
+    return app.amqp.as_task_v2(task_id, "bgp.tests.Order", args=({"id": task_id},),
+                               **options).headers
+
+
+@headers_fuzz
+@given(changes=st.dictionaries(header_names, header_values, max_size=4),
+       drop=st.sets(header_names, max_size=2))
+def test_header_check_names_a_reason_or_passes_never_raises(changes, drop):
+    headers = {**_celery_headers(), **changes}
+    for name in drop:
+        headers.pop(name, None)
+    problem = check_headers(headers)
+    assert problem is None or isinstance(problem, str)
+    if problem is None:  # what passes is what Celery's request can read
+        assert isinstance(headers["id"], str) and isinstance(headers["task"], str)
+
+
+@headers_fuzz
+@given(countdown=st.none() | st.floats(min_value=0, max_value=10 ** 6),
+       expires=st.none() | st.floats(min_value=1, max_value=10 ** 6),
+       time_limit=st.none() | st.integers(min_value=1, max_value=3600),
+       soft_time_limit=st.none() | st.floats(min_value=0.5, max_value=3600),
+       retries=st.integers(min_value=0, max_value=100))
+def test_headers_celery_writes_always_pass(countdown, expires, time_limit,
+                                           soft_time_limit, retries):
+    now = datetime.now(timezone.utc)
+    headers = _celery_headers(
+        eta=None if countdown is None else now + timedelta(seconds=countdown),
+        expires=None if expires is None else now + timedelta(seconds=expires),
+        time_limit=time_limit, soft_time_limit=soft_time_limit, retries=retries)
+    assert check_headers(headers) is None, headers
+
+
+@headers_fuzz
+@given(data=st.binary(max_size=400), packed=st.booleans(),
+       codec=st.sampled_from(["application/x-gzip", "application/x-bz2",
+                              "application/x-lzma"]))
+def test_bounded_decompression_inflates_within_the_limit_or_refuses(data, packed, codec):
+    import bz2
+    import lzma
+
+    limit = 256
+    body = {"application/x-gzip": zlib.compress, "application/x-bz2": bz2.compress,
+            "application/x-lzma": lzma.compress}[codec](data) if packed else data
+    try:
+        out = bounded(codec, body, limit)
+    except CompressionRefused:
+        assert len(data) > limit or not packed
+        return
+    except (zlib.error, OSError, lzma.LZMAError, EOFError):
+        assert not packed  # only garbage fails to decode
+        return
+    assert len(out) <= limit
+    if packed:
+        assert out == data
