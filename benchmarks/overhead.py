@@ -4,7 +4,10 @@ N commands are dispatched and processed end to end by one real worker (prefork,
 concurrency 2) with the Redis event repository, against the same payload sent to a
 plain ``@app.task`` on the same worker. Rounds alternate to share the noise.
 
-    python benchmarks/overhead.py [-n 2000] [--rounds 3]
+    python benchmarks/overhead.py [-n 2000] [--rounds 3] [--acks-late]
+
+``--acks-late`` runs both under the at-least-once acknowledgement (``task_acks_late``,
+prefetch 1), where a command's final event is written before its message is acked.
 """
 from __future__ import annotations
 
@@ -73,12 +76,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--acks-late", action="store_true",
+                        help="acknowledge after the task (the at_least_once preset)")
     args = parser.parse_args()
     if private_redis.OWNED:  # never empty databases of a Redis you pointed us at
         for url in (BROKER, EVENTS, COUNTER):
             redis.Redis.from_url(url).flushdb()
     counter = redis.Redis.from_url(COUNTER)
     env = {"BGP_BENCH_BROKER": BROKER, "BGP_BENCH_EVENTS": EVENTS, "BGP_BENCH_COUNTER": COUNTER}
+    if args.acks_late:
+        env["BGP_BENCH_ACKS_LATE"] = "1"
     with WorkerProcess("benchmarks.overhead_app", env, ["bench"], concurrency=2):
         run_plain(counter, 200)  # warm up both paths
         run_bgp(counter, 200)
@@ -88,7 +95,9 @@ def main() -> None:
             results["bgp"].append(run_bgp(counter, args.n))
     med = {name: (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows))
            for name, rows in results.items()}
-    print(f"\nN={args.n} per round, {args.rounds} rounds, median; worker prefork -c 2, Redis")
+    acks = "acks_late" if args.acks_late else "acks early (Celery's default)"
+    print(f"\nN={args.n} per round, {args.rounds} rounds, median; worker prefork -c 2, Redis, "
+          f"{acks}")
     print(f"{'':28}{'plain Celery':>14}{'celery-bgp':>14}{'ratio':>8}")
     print(f"{'dispatch calls/s':28}{med['plain'][0]:>14,.0f}{med['bgp'][0]:>14,.0f}"
           f"{med['bgp'][0] / med['plain'][0]:>8.2f}")

@@ -16,6 +16,10 @@ COUNTER = os.environ.get("BGP_BENCH_COUNTER", "redis://127.0.0.1:6379/7")
 app = Celery("bench", broker=BROKER)
 app.conf.update(task_default_queue="bench", worker_hijack_root_logger=False,
                 task_ignore_result=True)
+if os.environ.get("BGP_BENCH_ACKS_LATE"):
+    # The at-least-once preset's acknowledgement, for both the plain task and the command.
+    app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True,
+                    worker_prefetch_multiplier=1)
 bgp = BackgroundProcessing(app, event_repository=EVENTS,
                            event_write=os.environ.get("BGP_BENCH_EVENT_WRITE", "background"))
 _counter = None

@@ -6,9 +6,20 @@ DISPATCHED once the broker accepted it. Worker side: prerun, success, failure,
 retry, revoked and unknown-task record the rest. Worker events are never dated
 before the dispatch stamp, so the order survives clock skew and racing writes.
 Receivers are module-level and connected once, whatever the number of instances.
+
+Under ``acks_late`` the final event (PROCESSED, ERROR) is written before the task
+returns, so before its message is acknowledged: a worker killed right after the ack
+leaves no command PROCESSING forever (see docs/operations.rst).
+
+The ``bgp_dispatched_at`` and ``bgp_requeues`` headers come from the wire: a malformed
+value is ignored (dispatch stamp) or read as 0 (counts), with a warning, and the
+events are recorded anyway; a receiver never raises on them.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import threading
 import weakref
 from datetime import datetime, timedelta, timezone
@@ -18,7 +29,7 @@ from celery import signals
 from celery.exceptions import Reject
 
 from .commands import utcnow
-from .events.model import CommandEvent, ErrorInfo, EventStatus
+from .events.model import MAX_COUNT, CommandEvent, ErrorInfo, EventStatus
 from .events.recorder import flush_all
 from .tasks import CommandTask
 
@@ -42,6 +53,10 @@ _connect_lock = threading.Lock()
 _ONE_TICK = timedelta(microseconds=1)
 #: Seconds a stopping worker waits for queued events (longer if the store is down).
 SHUTDOWN_FLUSH_TIMEOUT = 5.0
+#: A dispatch stamp further ahead of this process's clock is malformed, not skew.
+MAX_CLOCK_SKEW = timedelta(days=1)
+
+logger = logging.getLogger("celery_bgp")
 
 
 def register_instance(bgp: BackgroundProcessing) -> None:
@@ -83,6 +98,52 @@ def _flush(**_: Any) -> None:
     flush_all(SHUTDOWN_FLUSH_TIMEOUT)
 
 
+# -- headers from the wire ------------------------------------------------------------
+
+
+def dispatch_stamp(value: Any, command_id: Any = None) -> datetime | None:
+    """The ``bgp_dispatched_at`` header as a datetime; None if absent or malformed.
+
+    A number of seconds since the epoch (a numeric string is accepted); anything
+    else, or a time further ahead than :data:`MAX_CLOCK_SKEW`, is logged and ignored.
+    """
+    if value is None:
+        return None
+    seconds = None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError, OverflowError):
+            seconds = float(value)
+    if seconds is not None and math.isfinite(seconds):
+        try:
+            stamp = datetime.fromtimestamp(seconds, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            pass
+        else:
+            if stamp - utcnow() <= MAX_CLOCK_SKEW:
+                return stamp
+    _malformed(DISPATCHED_AT, value, command_id, "ignored: the event is dated now")
+    return None
+
+
+def header_count(value: Any, name: str = REQUEUES, command_id: Any = None) -> int:
+    """A count header (``bgp_requeues``, ``retries``) as an int in 0..999999; else 0."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    text = isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 6
+    whole = isinstance(value, float) and value.is_integer()
+    if (text or whole) and 0 <= int(value) <= MAX_COUNT:
+        return int(value)
+    _malformed(name, value, command_id, "read as 0")
+    return 0
+
+
+def _malformed(name: str, value: Any, command_id: Any, what: str) -> None:
+    logger.warning("celery-bgp: malformed %s header %.80r on command %s: %s",
+                   name, value, command_id, what)
+
+
 # -- publisher side -------------------------------------------------------------------
 
 
@@ -98,16 +159,16 @@ def _after_publish(sender: str | None = None, headers: dict | None = None, body:
     bgp = instance_named(headers[INSTANCE])
     if bgp is None:
         return
-    stamp = headers.get(DISPATCHED_AT)
-    when = datetime.fromtimestamp(stamp, timezone.utc) if stamp else utcnow()
+    command_id = headers.get("id")  # not a string: the recorder quarantines the event
+    when = dispatch_stamp(headers.get(DISPATCHED_AT), command_id) or utcnow()
     bgp.record(CommandEvent(
-        command_id=headers["id"],
+        command_id=command_id,  # type: ignore[arg-type]
         status=EventStatus.DISPATCHED,
         timestamp=when,
         command_name=bgp.command_name_for_task(sender),
         command=_payload(body),
         queue=routing_key,
-        requeues=int(headers.get(REQUEUES) or 0),
+        requeues=header_count(headers.get(REQUEUES), REQUEUES, command_id),
     ))
 
 
@@ -125,9 +186,10 @@ def _payload(body: Any) -> dict | None:
 def worker_timestamp(request: Any) -> datetime:
     """Now, but never earlier than the dispatch stamp carried by the message."""
     now = utcnow()
-    stamp = getattr(request, DISPATCHED_AT, None) if request is not None else None
-    if stamp:
-        floor = datetime.fromtimestamp(stamp, timezone.utc) + _ONE_TICK
+    value = getattr(request, DISPATCHED_AT, None) if request is not None else None
+    stamp = dispatch_stamp(value, getattr(request, "id", None)) if value is not None else None
+    if stamp is not None:
+        floor = stamp + _ONE_TICK
         if floor > now:
             return floor
     return now
@@ -136,16 +198,22 @@ def worker_timestamp(request: Any) -> datetime:
 def _event(task: CommandTask, status: EventStatus, request: Any = None,
            **fields: Any) -> CommandEvent:
     request = request if request is not None else task.request
+    command_id = fields.pop("command_id", None) or request.id
     return CommandEvent(
-        command_id=fields.pop("command_id", None) or request.id,
+        command_id=command_id,
         status=status,
         timestamp=worker_timestamp(request),
         command_name=task.command_name,
         worker=getattr(request, "hostname", None),
-        retries=getattr(request, "retries", 0) or 0,
-        requeues=int(getattr(request, REQUEUES, 0) or 0),
+        retries=header_count(getattr(request, "retries", 0), "retries", command_id),
+        requeues=header_count(getattr(request, REQUEUES, None), REQUEUES, command_id),
         **fields,
     )
+
+
+def acks_late(task: Any) -> bool:
+    """True when the task's message is acknowledged after it ran (as the worker decides)."""
+    return bool(getattr(task, "acks_late", False))
 
 
 def _prerun(sender: Any = None, task_id: str | None = None, args: Any = None, **_: Any) -> None:
@@ -157,7 +225,8 @@ def _prerun(sender: Any = None, task_id: str | None = None, args: Any = None, **
 
 def _success(sender: Any = None, **_: Any) -> None:
     if isinstance(sender, CommandTask):
-        sender.bgp.record(_event(sender, EventStatus.PROCESSED))
+        # Before the ack (acks_late): written now, or a kill after the ack loses it.
+        sender.bgp.record(_event(sender, EventStatus.PROCESSED), durable=acks_late(sender))
 
 
 def _failure(sender: Any = None, task_id: str | None = None, exception: Any = None,
@@ -167,7 +236,8 @@ def _failure(sender: Any = None, task_id: str | None = None, exception: Any = No
             return  # the processor already recorded why (e.g. an invalid payload)
         text = getattr(einfo, "traceback", None)
         sender.bgp.record(_event(sender, EventStatus.ERROR, command_id=task_id,
-                                 error=ErrorInfo.from_exception(exception, text)))
+                                 error=ErrorInfo.from_exception(exception, text)),
+                          durable=acks_late(sender))
 
 
 def _retry(sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None,

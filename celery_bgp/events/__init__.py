@@ -40,8 +40,13 @@ class Events:
 
     @property
     def stats(self) -> RecorderStats:
-        """Recorded / written / dropped counters of this process."""
+        """Recorded / written / dropped / quarantined counters of this process, and why."""
         return self._recorder.stats
+
+    def quarantined(self) -> list[tuple[CommandEvent, str]]:
+        """The last events this process refused alone (malformed, or refused by the
+        store), each with the reason; the rest of their batches was written."""
+        return self._recorder.quarantined()
 
     def latest(self, command_id: str) -> CommandEvent | None:
         """The newest event of a command, or ``None`` if it has none (or they expired)."""

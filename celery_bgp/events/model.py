@@ -16,7 +16,11 @@ import traceback as tb_module
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["CommandEvent", "ErrorInfo", "EventStatus", "life_order", "newest_first"]
+__all__ = ["CommandEvent", "ErrorInfo", "EventStatus", "event_problem", "life_order",
+           "newest_first"]
+
+#: Largest retry / requeue count an event may carry (six digits of its life order).
+MAX_COUNT = 999_999
 
 
 class EventStatus(str, enum.Enum):
@@ -168,6 +172,45 @@ def life_order(requeues: int, retries: int, timestamp: datetime, status: EventSt
     """:attr:`CommandEvent.order_text` from its parts (a stored state has them too)."""
     stamp = timestamp.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")
     return f"{requeues:06d}{retries:06d}{stamp}{EventStatus(status).rank:02d}"
+
+
+def event_problem(event: Any) -> str | None:
+    """Why no store can hold ``event`` as it is, or ``None`` when it is well-formed.
+
+    The recorder asks before writing, so one malformed event (an integer command id
+    from a hand-made message, say) is quarantined alone instead of failing the batch
+    it shares with good events. The answer names the field and the type, never the
+    value, so it can serve as a counter's key.
+    """
+    if not isinstance(event, CommandEvent):
+        return f"not a CommandEvent but a {type(event).__name__}"
+    command_id = event.command_id
+    if not isinstance(command_id, str) or not command_id:
+        return f"command_id is a {_kind(command_id)}, not a non-empty string"
+    if not isinstance(event.status, EventStatus):
+        return f"status is a {_kind(event.status)}, not an EventStatus"
+    stamp = event.timestamp
+    if not isinstance(stamp, datetime) or stamp.tzinfo is None:
+        return "timestamp is not a timezone-aware datetime"
+    for name in ("command_name", "worker", "reason", "queue"):
+        value = getattr(event, name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is a {_kind(value)}, not a string"
+    for name in ("retries", "requeues"):
+        value = getattr(event, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name} is a {_kind(value)}, not an integer"
+        if not 0 <= value <= MAX_COUNT:
+            return f"{name} is out of range (0 to {MAX_COUNT})"
+    if event.command is not None and not isinstance(event.command, dict):
+        return f"command is a {_kind(event.command)}, not a JSON object"
+    if event.error is not None and not isinstance(event.error, ErrorInfo):
+        return f"error is a {_kind(event.error)}, not an ErrorInfo"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return "empty string" if value == "" else type(value).__name__
 
 
 def newest_first(events: list[CommandEvent]) -> list[CommandEvent]:

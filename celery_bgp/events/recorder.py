@@ -7,6 +7,18 @@ the first event of a batch). A failing backend is retried for a while
 (events catch up when it returns), then the batch is dropped, logged and counted.
 ``sync`` mode writes inline (still never raising), for tests and for processes that
 must not keep a thread.
+
+A final event recorded before a message is acknowledged (``acks_late``) is *urgent*:
+the caller waits (:meth:`EventRecorder.wait_written`) until the writer has written it,
+and the writer stops lingering as soon as it holds one, so the event costs one round
+trip, shared with the events queued before it (the command's PROCESSING, usually).
+While the store is failing nobody waits: the event stays queued, as any other.
+
+One bad event never takes its batch down: each event is checked before writing
+(:func:`~celery_bgp.events.model.event_problem`), and when the store refuses a batch
+for a reason tied to one event (its :attr:`EventRepository.event_errors`) the events
+are written one by one. A refused event is quarantined (kept in memory, the last
+:data:`QUARANTINE_SIZE`), logged and counted by reason in :class:`RecorderStats`.
 """
 from __future__ import annotations
 
@@ -17,10 +29,11 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from .model import CommandEvent
+from .model import CommandEvent, event_problem
 from .repository import EventRepository
 
 __all__ = ["EventRecorder", "RecorderStats"]
@@ -30,16 +43,28 @@ logger = logging.getLogger("celery_bgp.events")
 MODES = ("background", "sync")
 #: Seconds without events after which the writer tells the repository it is idle.
 IDLE_AFTER = 1.0
+#: Quarantined events kept in memory per recorder (the oldest go first).
+QUARANTINE_SIZE = 100
+#: Per-event store errors assumed when a repository declares none.
+EVENT_ERRORS: tuple[type[BaseException], ...] = (TypeError, ValueError)
 
 
 @dataclass
 class RecorderStats:
-    """Counters since the recorder started in this process."""
+    """Counters since the recorder started in this process.
+
+    ``dropped``: events given up on whole (queue full, store down past ``retry_for``).
+    ``quarantined``: events refused alone (malformed, or the store refused that event);
+    the rest of their batch was written. ``reasons``: how many events were dropped or
+    quarantined for each reason (``"quarantined: command_id is a int, not ..."``).
+    """
 
     recorded: int = 0
     written: int = 0
     dropped: int = 0
     write_errors: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 class EventRecorder:
@@ -54,6 +79,7 @@ class EventRecorder:
         linger: float = 0.01,
         max_pending: int = 100_000,
         retry_for: float = 30.0,
+        final_timeout: float = 5.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"event write mode must be one of {MODES}, got {mode!r}")
@@ -64,7 +90,10 @@ class EventRecorder:
         self.linger = linger
         self.max_pending = max_pending
         self.retry_for = retry_for
+        #: Longest wait in :meth:`wait_written` (a store that hangs, not one that fails).
+        self.final_timeout = final_timeout
         self.stats = RecorderStats()
+        self._quarantine: deque[tuple[CommandEvent, str]] = deque(maxlen=QUARANTINE_SIZE)
         self._reset()
         _live_recorders.add(self)
 
@@ -76,6 +105,10 @@ class EventRecorder:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stats_lock = threading.Lock()
+        self._queued = 0  # events ever queued: the ticket of the last one
+        self._done = 0  # events the writer has finished with (written or given up)
+        self._urgent = 0  # ticket of the last urgent event: stop lingering before it
+        self._failing = False  # the last write failed: urgent events do not wait
 
     @property
     def repository(self) -> EventRepository:
@@ -84,24 +117,60 @@ class EventRecorder:
             self._repository = self._repository_factory()
         return self._repository
 
-    def record(self, event: CommandEvent) -> None:
-        """Store ``event`` eventually; never raises."""
+    def record(self, event: CommandEvent, urgent: bool = False) -> int:
+        """Store ``event`` eventually; never raises.
+
+        ``urgent``: the caller will wait for it (:meth:`wait_written`), so the writer
+        sends it without lingering (unless :attr:`final_timeout` is 0: nobody waits).
+        Returns the ticket to wait for (0: nothing to wait for: written inline, or
+        dropped).
+        """
+        urgent = urgent and self.final_timeout > 0
         if self._pid != os.getpid():
             self._reset()
         if self.mode == "sync":
             with self._stats_lock:
                 self.stats.recorded += 1
             self._write([event], retry=False)
-            return
+            return 0
         with self._cond:
             self.stats.recorded += 1
             if self._pending >= self.max_pending:
-                self._count_dropped(1, "the write queue is full")
-                return
+                self._count_dropped(1, "the write queue is full", "write queue full")
+                return 0
             self._pending += 1
-        self._queue.put(event)
+            self._queued += 1
+            ticket = self._queued
+            if urgent:
+                self._urgent = ticket
+            self._queue.put(event)  # under the lock: tickets follow the queue's order
         if self._thread is None or not self._thread.is_alive():
             self._start()
+        return ticket
+
+    def wait_written(self, ticket: int, timeout: float | None = None) -> bool:
+        """Wait until the event of ``ticket`` (from :meth:`record`) is written.
+
+        Returns at once while the store is failing (the event stays queued and is
+        written when the store is back); waits at most ``timeout`` (default
+        :attr:`final_timeout`) for a store that does not answer. True if written.
+        """
+        if not ticket or self._pid != os.getpid():
+            return True
+        if timeout is None and self.final_timeout <= 0:
+            return self._done >= ticket
+        deadline = time.monotonic() + (self.final_timeout if timeout is None else timeout)
+        with self._cond:
+            while self._done < ticket:
+                remaining = deadline - time.monotonic()
+                if self._failing or remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def quarantined(self) -> list[tuple[CommandEvent, str]]:
+        """The last events refused alone, with why (see :class:`RecorderStats`)."""
+        return list(self._quarantine)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until queued events are written (or dropped); False on timeout."""
@@ -133,13 +202,15 @@ class EventRecorder:
                 self._idle()
                 first = self._queue.get()
             batch = [first]
+            start = self._done  # tickets above this one are in this batch or later
             # Linger a few ms so a burst (or PROCESSING + PROCESSED of a fast task)
             # shares one round trip; the first event's wait bounds the added latency.
+            # Someone waiting for an event (urgent) ends the lingering.
             deadline = time.monotonic() + self.linger
             while len(batch) < self.batch_size:
                 try:
                     remaining = deadline - time.monotonic()
-                    if remaining > 0:
+                    if remaining > 0 and self._urgent <= start:
                         batch.append(self._queue.get(timeout=remaining))
                     else:
                         batch.append(self._queue.get_nowait())
@@ -150,6 +221,7 @@ class EventRecorder:
             finally:
                 with self._cond:
                     self._pending -= len(batch)
+                    self._done += len(batch)
                     self._cond.notify_all()
 
     def _idle(self) -> None:
@@ -159,18 +231,46 @@ class EventRecorder:
             logger.debug("celery-bgp: event repository idle hook failed", exc_info=True)
 
     def _write(self, batch: list[CommandEvent], retry: bool) -> None:
-        if not batch:
-            return
-        deadline = time.monotonic() + (self.retry_for if retry else 0)
+        good = []
+        for event in batch:
+            problem = event_problem(event)
+            if problem is None:
+                good.append(event)
+            else:
+                self._quarantine_event(event, problem, problem)
+        if good:
+            self._write_until(good, time.monotonic() + (self.retry_for if retry else 0))
+
+    def _write_until(self, batch: Sequence[CommandEvent], deadline: float) -> None:
         delay = 0.05
+        alone_refused = False
         while True:
             try:
                 self.repository.add_many(batch)
             except Exception as exc:  # never let the store break a task
+                if isinstance(exc, getattr(self._repository, "event_errors", EVENT_ERRORS)):
+                    if len(batch) > 1:
+                        # Tied to one event: write them one by one so the good ones land.
+                        logger.warning(
+                            "celery-bgp: the event store refused a batch of %d events "
+                            "(%s: %s); writing them one by one", len(batch),
+                            type(exc).__name__, exc)
+                        for event in batch:
+                            self._write_until([event], deadline)
+                        return
+                    if alone_refused:  # twice: not a conflict with another writer
+                        self._quarantine_event(
+                            batch[0], f"refused by the store: {type(exc).__name__}",
+                            f"{type(exc).__name__}: {exc}")
+                        return
+                    alone_refused = True
+                    continue
                 with self._stats_lock:
                     self.stats.write_errors += 1
+                self._set_failing(True)
                 if time.monotonic() + delay > deadline:
-                    self._count_dropped(len(batch), f"{type(exc).__name__}: {exc}")
+                    self._count_dropped(len(batch), f"{type(exc).__name__}: {exc}",
+                                        f"store unavailable: {type(exc).__name__}")
                     return
                 if self.stats.write_errors == 1 or self.stats.write_errors % 100 == 0:
                     logger.warning(
@@ -181,16 +281,39 @@ class EventRecorder:
             else:
                 with self._stats_lock:
                     self.stats.written += len(batch)
+                self._set_failing(False)
                 return
 
-    def _count_dropped(self, count: int, why: str) -> None:
+    def _set_failing(self, failing: bool) -> None:
+        if self._failing is not failing:
+            with self._cond:
+                self._failing = failing
+                self._cond.notify_all()  # waiters stop waiting for a failing store
+
+    def _count_dropped(self, count: int, why: str, reason: str | None = None) -> None:
         with self._stats_lock:
             before = self.stats.dropped
             self.stats.dropped += count
+            key = f"dropped: {reason or why}"
+            self.stats.reasons[key] = self.stats.reasons.get(key, 0) + count
         if before == 0 or before // 1000 != self.stats.dropped // 1000:
             logger.error(
                 "celery-bgp: dropped %d command event(s) (%d so far): %s",
                 count, self.stats.dropped, why,
+            )
+
+    def _quarantine_event(self, event: CommandEvent, reason: str, detail: str) -> None:
+        with self._stats_lock:
+            self.stats.quarantined += 1
+            count = self.stats.quarantined
+            key = f"quarantined: {reason}"
+            self.stats.reasons[key] = self.stats.reasons.get(key, 0) + 1
+        self._quarantine.append((event, reason))
+        if count <= 10 or count % 100 == 0:
+            logger.error(
+                "celery-bgp: quarantined a command event the store cannot hold (%d so far; "
+                "the rest of its batch is written): %s; event: %.500r",
+                count, detail, event,
             )
 
 

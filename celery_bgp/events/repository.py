@@ -34,6 +34,11 @@ class EventRepository(abc.ABC):
 
     #: Seconds after the last add before a command's events go; ``None`` keeps them.
     expiry: float | None = DEFAULT_EXPIRY
+    #: Exceptions of :meth:`add_many` that blame an event, not the store: the recorder
+    #: then writes the batch one event at a time and quarantines the one refused
+    #: (instead of retrying the whole batch, then dropping it). Connection errors must
+    #: not be among them.
+    event_errors: tuple[type[BaseException], ...] = (TypeError, ValueError)
 
     @abc.abstractmethod
     def add_many(self, events: Sequence[CommandEvent]) -> None:

@@ -63,7 +63,8 @@ class JobsSupport:
             # writes the events there. (Compared by equality: the repository builds its
             # own store object, and a second recorder would write every event twice.)
             return None
-        return EventRecorder(lambda: JobStoreEvents(store, self.name), mode=self.recorder.mode)
+        return EventRecorder(lambda: JobStoreEvents(store, self.name), mode=self.recorder.mode,
+                             final_timeout=self.recorder.final_timeout)
 
     def redispatch(self, job: Any) -> AsyncResult:
         """Send a stored command job again, same id, one more requeue (by hand)."""

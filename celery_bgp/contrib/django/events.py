@@ -15,7 +15,7 @@ from celery_bgp.extras import require
 
 require("django", "django", "The django-db:// event repository")
 
-from django.db import connections  # noqa: E402
+from django.db import DataError, IntegrityError, connections  # noqa: E402
 
 from celery_bgp.events.model import CommandEvent  # noqa: E402
 from celery_bgp.events.repository import url_options  # noqa: E402
@@ -33,6 +33,9 @@ class DjangoDbEventRepository(JobStoreEvents):
 
     def __init__(self, using: str = "default", environment: str = "default") -> None:
         super().__init__(DjangoJobStore(using=using), environment=environment)
+        # Errors that blame one event of a batch (a value the column refuses, a NUL in
+        # JSON, a broken constraint): the recorder then writes the events one by one.
+        self.event_errors = (IntegrityError, DataError, TypeError, ValueError)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> DjangoDbEventRepository:
