@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .context import CancellationToken
 
@@ -101,6 +101,7 @@ class Heartbeats:
                     token.cancel()
             except Exception:
                 logger.exception("celery-bgp: cancel check of job %s failed", job_id)
+                _reset(self.jobs.store)
 
     def _run(self) -> None:
         store = self.jobs.store
@@ -120,6 +121,12 @@ class Heartbeats:
                         logger.warning("celery-bgp: job %s lost its lock", job_id)
                     if not token.cancelled and store.cancel_requested(job_id):
                         token.cancel()
+                except store.unavailable as exc:
+                    # Drop this thread's broken connection: the next beat opens a new
+                    # one. (Else it fails for ever, and the job loses its lock.)
+                    logger.warning("celery-bgp: heartbeat of job %s failed, the job store "
+                                   "is unavailable: %r", job_id, exc)
+                    _reset(store)
                 except Exception:
                     logger.exception("celery-bgp: heartbeat of job %s failed", job_id)
                 with self._lock:
@@ -132,3 +139,11 @@ class Heartbeats:
             if not due:
                 wait = 1.0 if soonest is None else max(0.05, soonest - time.monotonic())
                 self._wake.wait(min(wait, 1.0))
+
+
+def _reset(store: Any) -> None:
+    """Close the calling thread's store connection (a broken one is never reused)."""
+    try:
+        store.on_idle()
+    except Exception:
+        logger.debug("celery-bgp: closing the job store connection failed", exc_info=True)

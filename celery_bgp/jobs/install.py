@@ -12,7 +12,7 @@ from celery import Task
 
 from . import cancelling
 from .monitor import MonitorStep, purge, recover
-from .runner import run_job
+from .runner import JobWasCancelled, run_job
 from .stores import SharedStoreStep
 
 if TYPE_CHECKING:
@@ -25,15 +25,32 @@ PURGE_EVERY = 3600.0
 
 
 class JobTask(Task):
-    """The generic ``bgp.job`` task: JSON only, message = (job id, execution id)."""
+    """The generic ``bgp.job`` task: JSON only, message = (job id, execution id).
+
+    The task's outcome follows the job's (see :mod:`.runner`): it raises
+    :class:`~.runner.JobFailed` for a Failed job, :class:`~.runner.JobWasCancelled` (an
+    expected exception: logged at INFO) for a Cancelled one, Celery's ``Retry`` for one
+    the engine retries. Celery's retry (``task.retry``) is used only to give a message
+    back while the job store is unavailable: as often as it takes.
+    """
 
     bgp: BackgroundProcessing
     serializer = "json"
     typing = False
-    #: A job's result lives in the job store; no second copy in the result backend.
+    #: A job's result lives in the job store; no second copy in the result backend
+    #: (failures included: ``store_errors_even_if_ignored`` stays False).
     ignore_result = True
     Strategy = "celery_bgp.worker:json_only_strategy"
     command_name = None
+    #: A message is never dropped because the job store is away (see :mod:`.runner`).
+    max_retries = None
+    #: A Cancelled job is an expected outcome, not an error.
+    throws = (JobWasCancelled,)
+    #: With ``acks_late``, a job that failed (or hit a time limit) is acknowledged: its
+    #: failure is in the job store, and recovery handles a killed one; never requeued.
+    acks_on_failure_or_timeout = True
+    acks_on_failure = True  # newer Celery splits that setting in two
+    acks_on_timeout = True
 
 
 def install(bgp: BackgroundProcessing) -> Task:

@@ -13,7 +13,9 @@ elect Deleted, Cancelled, Idle, Failed or a delayed Enqueued). A handler that el
 anything else, returns something that is not a state, or raises, is refused: the
 job is elected Failed with a reason naming the handler, so it never stays where a
 consumed message left it. From a final state nothing is forced: the change raises
-:class:`TransitionNotAllowed` and the job keeps its state.
+:class:`TransitionNotAllowed` and the job keeps its state. A handler that fails because
+the job store is unavailable (``store.unavailable``) is not refused: the error goes to
+the caller, which tries again later (the worker does, see :mod:`.runner`).
 """
 from __future__ import annotations
 
@@ -177,6 +179,8 @@ class StateMachine:
             for handler in self.mediator.handlers(ELECT):
                 try:
                     result = handler(Election(job, job.state, candidate, state))
+                except self.store.unavailable:
+                    raise  # the store is away (a handler that reads it): not the handler's fault
                 except Exception as exc:
                     logger.exception("celery-bgp: election handler %r failed for job %s",
                                      handler, job.id)

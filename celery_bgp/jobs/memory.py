@@ -24,10 +24,12 @@ from .model import (
 )
 from .query import Condition, Group, JobQuery, Node, like_to_regex, property_value
 from .store import (
+    STALLED_STATES,
     JobExists,
     JobNotFound,
     JobStore,
     StateConflict,
+    delayed_past,
     event_order,
     fresh_events,
     in_life_order,
@@ -181,6 +183,17 @@ class MemoryJobStore(JobStore):
                      if e.job.state in states and e.job.kind is JobKind.CALLABLE
                      and (e.job.lock is None or e.job.lock.expires < now)]
         return found[:limit]
+
+    def stalled(self, before: datetime, environment: str | None = None,
+                limit: int = 100) -> list[JobRecord]:
+        with self._lock:
+            found = [e for e in self._jobs.values()
+                     if e.job.state in STALLED_STATES and e.job.kind is JobKind.CALLABLE
+                     and e.job.modified < before
+                     and (environment is None or e.job.environment == environment)
+                     and not (e.states and delayed_past(e.states[-1], before))]
+            found.sort(key=lambda e: (e.job.modified, e.job.id))
+            return [copy.deepcopy(e.job) for e in found[:limit]]
 
     # -- properties, data, logs, actions ----------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from ..commands import utcnow
@@ -74,6 +74,12 @@ class Enqueued(State):
 
     name: ClassVar[str] = "Enqueued"
     delay_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # Stored in UTC: stores compare it in SQL (the stalled-job sweep), and MySQL
+        # reads no UTC offset.
+        if self.delay_until is not None and self.delay_until.tzinfo is not None:
+            self.delay_until = self.delay_until.astimezone(timezone.utc)
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -24,23 +24,26 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from ..events.model import CommandEvent, ErrorInfo, EventStatus, life_order
 from ..events.repository import EventRepository
 from ..exceptions import BGPError
 from .model import ContinuationRecord, JobRecord, LogRecord, On, StateRecord, Transition
-from .query import JobQuery
+from .query import JobQuery, Q
 
 __all__ = [
     "EVENT_STATES",
+    "STALLED_STATES",
     "JobExists",
     "JobNotFound",
     "JobStore",
     "JobStoreEvents",
     "StateConflict",
     "StoreSummary",
+    "delay_of",
+    "delayed_past",
     "event_from_state",
     "event_order",
     "fresh_events",
@@ -163,6 +166,8 @@ def in_life_order(history: Iterable[tuple[str | None, _T]],
 
 
 MAX_PAGE = 10_000
+#: States in which a job waits for a message the engine sends (see JobStore.stalled).
+STALLED_STATES = ("Enqueued", "Retrying")
 
 
 @dataclasses.dataclass
@@ -189,6 +194,12 @@ class StoreSummary:
 
 class JobStore(abc.ABC):
     """Persistent jobs: records, state history, properties, data, logs, locks."""
+
+    #: Exceptions that mean "the store cannot answer right now" (connection refused or
+    #: lost, server restarting, a timeout). The worker retries the job's read and writes
+    #: on these and never drops a job's message over them (:mod:`.runner`); any other
+    #: exception is a real error. Stores add their driver's classes.
+    unavailable: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
     # -- jobs and states ---------------------------------------------------------------
 
@@ -278,6 +289,37 @@ class JobStore(abc.ABC):
         Command jobs are left out: they hold no lock (Celery runs them), so a long
         command is not "lost" when it runs longer than a lock timeout.
         """
+
+    def stalled(self, before: datetime, environment: str | None = None,
+                limit: int = 100) -> list[JobRecord]:
+        """Callable jobs waiting, since before ``before``, for a message that may never
+        come; oldest first.
+
+        Enqueued jobs whose current state was applied before ``before`` (``modified``)
+        and whose ``delay_until``, if they have one, is before ``before`` too (a job
+        delayed to later is not stalled, however long ago it was enqueued), and Retrying
+        jobs applied before ``before`` (Retrying lasts only until the engine enqueues
+        the next attempt, so an old one missed that write). The monitor sends them
+        again (see :func:`.monitor.resend_stalled`).
+
+        Stores should answer this from an index on (environment, state, modified);
+        this fallback pages through :meth:`search` and reads each candidate's
+        current state.
+        """
+        where = Q(state__in=list(STALLED_STATES), kind="callable", modified__lt=before)
+        found: list[JobRecord] = []
+        offset = 0
+        while len(found) < limit:
+            page = self.search(JobQuery(where, ("modified", "id"), MAX_PAGE, offset,
+                                        environment))
+            for job in page:
+                history = self.states(job.id)
+                if not history or not delayed_past(history[-1], before):
+                    found.append(job)
+            if len(page) < MAX_PAGE:
+                break
+            offset += MAX_PAGE
+        return found[:limit]
 
     # -- properties, data, logs, actions ----------------------------------------------
 
@@ -393,6 +435,8 @@ class JobStoreEvents(EventRepository):
     def __init__(self, store: JobStore, environment: str = "default") -> None:
         self.store = store
         self.environment = environment
+        # The store knows which of its errors blame one event (a SQL store: IntegrityError).
+        self.event_errors = getattr(store, "event_errors", EventRepository.event_errors)
 
     def add_many(self, events: Sequence[CommandEvent]) -> None:
         self.store.record_events(events, self.environment)
@@ -402,6 +446,24 @@ class JobStoreEvents(EventRepository):
 
     def all(self, command_id: str) -> list[CommandEvent]:
         return self.store.events(command_id)
+
+
+def delay_of(state: StateRecord) -> datetime | None:
+    """The ``delay_until`` an Enqueued state carries (aware), or None."""
+    value = state.data.get("delay_until") if state.name == "Enqueued" else None
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def delayed_past(state: StateRecord, moment: datetime) -> bool:
+    """True if ``state`` is an Enqueued state delayed to ``moment`` or later."""
+    when = delay_of(state)
+    return when is not None and when >= moment
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

@@ -40,6 +40,7 @@ bgp = BackgroundProcessing(
     job_retry={"max_attempts": 1},
     job_lock_timeout=float(os.environ.get("BGP_TEST_LOCK_TIMEOUT", "60")),
     job_monitor_interval=float(os.environ.get("BGP_TEST_MONITOR_INTERVAL", "30")),
+    job_stalled_after=float(os.environ.get("BGP_TEST_STALLED_AFTER", "300")),
 )
 bgp.register_handlers(commands)
 
