@@ -1,4 +1,8 @@
-"""Worker app for benchmarks/jobs.py: a plain task with django-celery-results, and jobs."""
+"""Worker app for benchmarks/jobs.py: a plain task with django-celery-results, and jobs.
+
+``BGP_BENCH_STORE`` picks the job store (default ``django://``; ``db+postgresql://...``
+for the SQLAlchemy store).
+"""
 from __future__ import annotations
 
 import os
@@ -28,8 +32,16 @@ app.conf.update(
     result_extended=True,
     task_default_queue="bench-jobs",
 )
-bgp = BackgroundProcessing(app, job_store="django://", job_modules=["benchmarks.jobs_app"],
-                           event_repository="memory://")
+bgp = BackgroundProcessing(app, job_store=os.environ.get("BGP_BENCH_STORE", "django://"),
+                           job_modules=["benchmarks.jobs_app"], event_repository="memory://")
+
+
+def publisher(store: str) -> BackgroundProcessing:
+    """Another publisher on the same broker and queue, with its own job store."""
+    other = Celery(f"bench_jobs_{abs(hash(store))}", set_as_current=False)
+    other.conf.update(broker_url=app.conf.broker_url, task_default_queue="bench-jobs")
+    return BackgroundProcessing(other, job_store=store, job_modules=["benchmarks.jobs_app"],
+                                event_repository="memory://")
 
 
 @app.task(name="bench.plain_add")

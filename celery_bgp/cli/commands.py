@@ -1,4 +1,4 @@
-"""The ``celery bgp`` subcommands: status, jobs, requeue, cancel, stats, cleanup, poison."""
+"""The ``celery bgp`` subcommands: status, jobs, requeue, cancel, stats, cleanup, db, poison."""
 from __future__ import annotations
 
 import re
@@ -265,6 +265,33 @@ def cleanup(dry_run, as_json, **_: Any) -> None:
         ctx.out.json(result)
     else:
         ctx.out.say(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items()))
+
+
+@bgp.group("db")
+def db() -> None:
+    """The SQLAlchemy job store's tables (Alembic migrations shipped with celery-bgp)."""
+
+
+@db.command("upgrade", cls=CeleryCommand)
+@click.argument("revision", default="head")
+@json_option
+def db_upgrade(revision: str, as_json: bool, **_: Any) -> None:
+    """Create or upgrade the job store's tables (to REVISION, default: the newest)."""
+    ctx = _ctx(as_json)
+    store = ctx.jobs.store
+    if not hasattr(store, "engine"):
+        ctx.out.fail(f"{type(store).__name__} has no SQLAlchemy tables to migrate (the "
+                     "Django store migrates with 'manage.py migrate celery_bgp')")
+    from ..contrib.sqlalchemy.migrate import current, upgrade
+
+    before = current(store)
+    after = upgrade(store, revision)
+    result = {"database": store.engine.url.render_as_string(hide_password=True),
+              "from": before, "to": after}
+    if ctx.out.as_json:
+        ctx.out.json(result)
+    else:
+        ctx.out.say(f"{result['database']}: {before or 'no tables'} -> {after}")
 
 
 @bgp.group("poison")

@@ -251,6 +251,18 @@ class Jobs(RecurringJobs):
             for publish in hold.pending:
                 self._after_release(publish)
 
+    def transaction(self, bind: Any) -> contextlib.AbstractContextManager[Any]:
+        """``with bgp.jobs.transaction(connection_or_session):`` job writes in the block
+        join the caller's SQLAlchemy transaction; their messages go to the broker after
+        its commit, never after a rollback (SQLAlchemy store). The Django store needs no
+        block: ``transaction.atomic()`` does this already."""
+        join = getattr(self.store, "transaction", None)
+        if join is None:
+            raise ImproperlyConfigured(
+                f"{type(self.store).__name__} does not join SQLAlchemy transactions "
+                "(the Django store follows transaction.atomic() by itself)")
+        return join(bind)
+
     def _after_release(self, publish: Callable[[], Any]) -> None:
         pending = getattr(self._local, "pending", None)
         if pending is not None:

@@ -1,8 +1,10 @@
 """Build a job store from a setting: an instance, a factory, or a URL.
 
-``memory://`` (a process-wide store; ``memory://name`` for several) and
+``memory://`` (a process-wide store; ``memory://name`` for several),
 ``django://`` / ``django://<database alias>`` (the ORM store of
-``celery_bgp.contrib.django``, which needs the ``[django]`` extra).
+``celery_bgp.contrib.django``, which needs the ``[django]`` extra) and
+``db+<SQLAlchemy URL>`` (``celery_bgp.contrib.sqlalchemy``, the ``[sqlalchemy]`` extra;
+Celery's own ``db+`` convention), or a SQLAlchemy ``Engine``.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ __all__ = ["STORE_SCHEMES", "SharedStoreStep", "check_job_store", "resolve_job_s
 
 STORE_SCHEMES = {
     "django": "celery_bgp.contrib.django.store:DjangoJobStore",
+    "db": "celery_bgp.contrib.sqlalchemy.store:SQLAlchemyJobStore",
 }
 
 _memory: dict[str, MemoryJobStore] = {}
@@ -32,14 +35,15 @@ def check_job_store(value: Any) -> None:
 
     ``None`` (no jobs), a URL with a known scheme, a :class:`JobStore` or a factory.
     """
-    if value is None or isinstance(value, JobStore) or callable(value):
+    if value is None or isinstance(value, JobStore) or callable(value) or _is_engine(value):
         return
     if not isinstance(value, str):
         raise TypeError(f"job_store must be a URL, a JobStore or a factory, "
                         f"not {type(value).__name__}")
-    scheme = urlsplit(value).scheme
+    scheme = _scheme(value)
     if scheme != "memory" and scheme not in STORE_SCHEMES:
-        known = ", ".join(f"{name}://" for name in sorted({"memory", *STORE_SCHEMES}))
+        known = ", ".join(f"{name}://" if name != "db" else "db+<SQLAlchemy URL>"
+                          for name in sorted({"memory", *STORE_SCHEMES}))
         raise ImproperlyConfigured(
             f"unknown job store {value!r}: the scheme must be one of {known} "
             "(or pass a JobStore instance)"
@@ -50,16 +54,39 @@ def resolve_job_store(value: Any) -> JobStore:
     """Turn ``bgp_job_store`` into a :class:`JobStore`."""
     if isinstance(value, JobStore):
         return value
+    if _is_engine(value):
+        return _load(STORE_SCHEMES["db"])(value)  # a SQLAlchemy Engine
     if callable(value):
         return resolve_job_store(value())
     check_job_store(value)
     parts = urlsplit(value)
-    if parts.scheme == "memory":
+    scheme = _scheme(value)
+    if scheme == "memory":
         with _memory_lock:
             return _memory.setdefault(parts.netloc or "default", MemoryJobStore())
-    module, _, attr = STORE_SCHEMES[parts.scheme].partition(":")
-    cls = getattr(importlib.import_module(module), attr)
+    cls = _load(STORE_SCHEMES[scheme])
+    if hasattr(cls, "from_url"):
+        return cls.from_url(value)
     return cls(using=parts.netloc or "default")
+
+
+def _scheme(url: str) -> str:
+    """``db+postgresql://...`` -> ``db`` (Celery's prefix for SQLAlchemy URLs)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "db":  # no database named: an unknown scheme
+        return "db://"
+    return "db" if scheme.startswith("db+") else scheme
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _is_engine(value: Any) -> bool:
+    """A SQLAlchemy Engine (checked without importing SQLAlchemy)."""
+    return any(cls.__module__ == "sqlalchemy.engine.base" and cls.__name__ == "Engine"
+               for cls in type(value).__mro__)
 
 
 def process_local(value: Any) -> bool:

@@ -106,3 +106,10 @@ def ignores_cancel(key: str, seconds: float) -> str:
     sink().incr(key)
     time.sleep(seconds)
     return "slept"
+
+
+def imported(module: str) -> bool:
+    """Whether the worker process has imported ``module`` (e.g. "django")."""
+    import sys
+
+    return module in sys.modules

@@ -1,4 +1,5 @@
-"""A stateful property test of the job engine over the store contract (memory and Django).
+"""A stateful property test of the job engine over the store contract (memory, Django,
+SQLAlchemy).
 
 Hypothesis interleaves submits, continuations, message deliveries, workers that die
 while a job is Executing, recovery, requeue / cancel / delete by hand, retries, and
@@ -212,3 +213,15 @@ def test_engine_on_the_django_store():
         store_factory = staticmethod(DjangoJobStore)
 
     run(DjangoEngineMachine, examples=25)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_engine_on_the_sqlalchemy_store(kind, sa_databases):
+    from celery_bgp.contrib.sqlalchemy import SQLAlchemyJobStore
+
+    url = sa_databases.url(kind)
+
+    class SQLAlchemyEngineMachine(EngineMachine):
+        store_factory = staticmethod(lambda: SQLAlchemyJobStore(url))
+
+    run(SQLAlchemyEngineMachine, examples=25)

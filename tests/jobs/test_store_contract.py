@@ -9,9 +9,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from celery_bgp import CommandEvent, EventStatus
+from celery_bgp.jobs.memory import MemoryJobStore
 from celery_bgp.jobs.model import JobKind, JobRecord, LogRecord, On, StateRecord
 from celery_bgp.jobs.query import JobQuery, P, Q, QueryError
-from celery_bgp.jobs.store import JobExists, JobNotFound, StateConflict
+from celery_bgp.jobs.states import Enqueued
+from celery_bgp.jobs.store import JobExists, JobNotFound, JobStore, StateConflict, delay_of
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 S = EventStatus
@@ -379,3 +381,76 @@ def test_summary_for_dashboards(job_store, population):
                               "reports": {"Enqueued": 1}}
     assert summary.finished_since == 1
     assert summary.oldest_waiting == {"mail": at(0), "reports": at(40)}
+
+
+def _stalled_population(store) -> tuple[str, dict[str, str]]:
+    """Jobs around a stalled-job bound of ``at(60)``, in an environment of their own."""
+    env = f"stall-{uuid.uuid4().hex[:8]}"
+    ids = {
+        "oldest": make_job(store, created=at(-10), environment=env),
+        "old": make_job(store, created=at(0), environment=env),
+        "recent": make_job(store, created=at(100), environment=env),
+        "running": make_job(store, "Executing", created=at(0), environment=env),
+        "idle": make_job(store, "Idle", created=at(0), environment=env),
+        "elsewhere": make_job(store, created=at(0), environment=f"{env}-other"),
+    }
+    # Enqueued long ago, delayed: stalled only once due (before the bound too).
+    for name, created, until in [("delayed", 5, at(500)), ("due", 6, at(30)),
+                                 ("due_at_bound", 7, at(60)),
+                                 ("delayed_offset", 8, at(500).astimezone(
+                                     timezone(timedelta(hours=-5))))]:
+        ids[name] = make_job(store, "Created", created=at(created), environment=env)
+        store.transition(ids[name], Enqueued(delay_until=until).record(at(created)))
+    # Enqueued again after the bound: its previous Enqueued does not count.
+    ids["enqueued_again"] = make_job(store, created=at(1), environment=env)
+    store.transition(ids["enqueued_again"], StateRecord("Enqueued", at(70), "requeued"))
+    # Retrying lasts until the engine enqueues the next attempt: an old one missed it.
+    for name, seconds in [("retrying", 9), ("retrying_recent", 80)]:
+        ids[name] = make_job(store, "Executing", created=at(seconds - 1), environment=env)
+        store.transition(ids[name], StateRecord("Retrying", at(seconds),
+                                                data={"attempt": 1, "delay": 30.0}))
+    return env, ids
+
+
+def _check_stalled(store, stalled) -> None:
+    env, ids = _stalled_population(store)
+    found = [job.id for job in stalled(at(60), env)]
+    assert found == [ids["oldest"], ids["old"], ids["due"], ids["retrying"]]  # oldest first
+    assert [job.id for job in stalled(at(60), env, limit=2)] == found[:2]
+    assert stalled(at(-20), env) == []
+    later = [job.id for job in stalled(at(1000), env)]
+    assert set(later) == {ids[n] for n in ("oldest", "old", "due", "due_at_bound", "delayed",
+                                           "delayed_offset", "enqueued_again", "recent",
+                                           "retrying", "retrying_recent")}
+    job = stalled(at(60), env)[0]
+    assert (job.state, job.kind, job.environment) == ("Enqueued", JobKind.CALLABLE, env)
+    # No environment: every environment's.
+    assert ids["elsewhere"] in [j.id for j in stalled(at(60), None, limit=1000)]
+
+
+def test_stalled_jobs_are_due_enqueued_or_old_retrying_callables_oldest_first(job_store):
+    _check_stalled(job_store, job_store.stalled)
+
+
+def test_a_stalled_command_is_never_reported(job_store):
+    """Commands are sent and run by Celery: the job sweep never re-sends one."""
+    cid = uuid.uuid4().hex
+    job_store.record_events([ev(cid, S.DISPATCHED, 0)], "default")
+    assert job_store.get(cid).state == "Enqueued"
+    assert cid not in [j.id for j in job_store.stalled(at(1000), None, limit=1000)]
+
+
+def test_the_stalled_fallback_of_the_contract_agrees():
+    """A store of your own that does not override ``stalled`` gets the contract's."""
+    store = MemoryJobStore()
+    _check_stalled(store, lambda before, env, limit=100: JobStore.stalled(store, before, env,
+                                                                          limit))
+
+
+def test_delays_are_stored_in_utc():
+    offset = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    record = Enqueued(delay_until=offset).record(T0)
+    assert record.data["delay_until"] == "2026-01-01T10:00:00+00:00"
+    assert delay_of(record) == offset
+    assert delay_of(StateRecord("Enqueued", T0)) is None
+    assert delay_of(StateRecord("Enqueued", T0, data={"delay_until": "nonsense"})) is None

@@ -9,7 +9,9 @@ editable, so packaging is tested too), and each tested section's code run as wri
   ``manage.py migrate`` (the project's own SQLite file), the worker started as the
   README says.
 - Jobs: the Jobs section's shell snippet run in ``manage.py shell`` against that
-  worker, then what its comments promise is checked.
+  worker, then what its comments promise is checked; and its plain-Celery SQLAlchemy
+  example (``tasks.py``, ``celery -A tasks bgp db upgrade`` on an SQLite file, the
+  worker, the ``pycon`` session by doctest) in a venv of its own, without Django.
 
 Every code block is read from README.rst (parsed with docutils), never copied here. One
 substitution: the README's Redis (``redis://127.0.0.1:6379``, the user's) becomes a
@@ -232,6 +234,8 @@ def fresh_venv(request, tmp_path_factory):
         venvs.start(readme()["Install"].extras())
     if "django_project" in wanted:
         venvs.start(readme()["Django"].extras())
+    if "sqlalchemy_venv" in wanted:
+        venvs.start(readme()["Jobs"].extras())
     yield venvs
     venvs.close()
 
@@ -438,3 +442,42 @@ def test_jobs_section(django_project: DjangoProject):
         print("README jobs: checked")
     """))
     assert "README jobs: checked" in output
+
+
+# -- Jobs without Django (the SQLAlchemy store) ----------------------------------------
+
+
+@pytest.fixture
+def sqlalchemy_venv(fresh_venv) -> Venv:
+    """What the Jobs section says for plain Celery: ``pip install "celery-bgp[...]"``."""
+    return fresh_venv(readme()["Jobs"].extras())
+
+
+def test_jobs_without_django(sqlalchemy_venv: Venv, tmp_path: Path):
+    """tasks.py as the README gives it, its tables made by the CLI, its worker, and the
+    REPL session's outputs, with Redis and an SQLite file only."""
+    section, venv = readme()["Jobs"], sqlalchemy_venv
+    (session,) = section.code("pycon")
+    migrate = "celery -A tasks bgp db upgrade"
+    (worker,) = re.findall(r"celery -A tasks worker(?: -l [A-Z]+)?", section.text)
+    assert migrate in section.text
+    redis = private_redis(tmp_path / "redis")
+    try:
+        (tmp_path / "tasks.py").write_text(with_private_redis(section.file("tasks.py"), redis))
+        venv.run([venv.bin("celery"), *shlex.split(migrate)[1:]], tmp_path)
+        assert (tmp_path / "jobs.db").exists()
+        (tmp_path / "session.txt").write_text(session)
+        with Worker(venv, tmp_path, worker) as running:
+            done = subprocess.run(
+                [venv.bin("python"), "-m", "doctest", "-v", "session.txt"], cwd=tmp_path,
+                env=venv.env, capture_output=True, text=True, timeout=120,
+            )
+            examples = session.count("\n>>> ") + session.startswith(">>> ")
+            assert done.returncode == 0, done.stdout + done.stderr + running.log()
+            assert f"{examples} passed and 0 failed" in done.stdout, done.stdout
+        imported = venv.run([venv.bin("python"), "-c",
+                             "import importlib.util as u; print(u.find_spec('django'))"],
+                            tmp_path)
+        assert imported.strip() == "None"  # Django was never installed
+    finally:
+        redis.stop()

@@ -15,6 +15,8 @@ from typing import Any
 from django.db import models
 from django.db.models import Lookup
 
+from celery_bgp.jobs.relational import like_escape
+
 __all__ = ["ExactCharField", "Like", "like_escape"]
 
 #: Collation per vendor for exact text comparison (other vendors: their default).
@@ -42,15 +44,6 @@ class ExactCharField(models.CharField):
         if self.db_collation is None and connection.vendor in BINARY_COLLATIONS:
             params["collation"] = BINARY_COLLATIONS[connection.vendor]
         return params
-
-
-def like_escape(pattern: str, vendor: str) -> str:
-    """Turn a ``*`` pattern into the vendor's LIKE (or, on SQLite, GLOB) pattern."""
-    if vendor == "sqlite":  # GLOB: case-sensitive; [x] quotes a character
-        quoted = pattern.replace("[", "[[]").replace("?", "[?]")
-        return quoted
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%")
 
 
 @ExactCharField.register_lookup

@@ -1,7 +1,9 @@
-"""Conversions between ORM rows and the store's plain records, and command events to rows."""
-from __future__ import annotations
+"""Conversions between ORM rows and the store's plain records, and command events to rows.
 
-from typing import Any
+``apply_events`` (how events move a command job's columns) is shared with the
+SQLAlchemy store: :mod:`celery_bgp.jobs.relational`.
+"""
+from __future__ import annotations
 
 from celery_bgp.events.model import CommandEvent
 from celery_bgp.jobs.model import (
@@ -13,6 +15,7 @@ from celery_bgp.jobs.model import (
     On,
     StateRecord,
 )
+from celery_bgp.jobs.relational import apply_events
 from celery_bgp.jobs.store import state_from_event
 from celery_bgp.priority import Priority
 
@@ -102,28 +105,3 @@ def command_row(first: CommandEvent, environment: str) -> Job:
 def event_row(job_id: str, event: CommandEvent) -> JobState:
     """An unsaved history row recording ``event`` (its sequence is set when placed)."""
     return state_row(job_id, state_from_event(event), 0, event.order_text)
-
-
-def apply_events(row: Job, events: list[CommandEvent]) -> dict[str, Any]:
-    """The column updates of ``row`` once ``events`` (not recorded before) are.
-
-    The current state is the newest by life order (``order_text``), whatever order
-    the writes land in; ``created`` is the earliest event seen. The history rows and
-    ``sequence`` are the store's business (:meth:`DjangoJobStore.record_events`).
-    """
-    update: dict[str, Any] = {}
-    order = row.order
-    for event in events:
-        if event.command is not None and not row.args and "args" not in update:
-            update["args"] = [event.command]
-        if event.queue and not row.queue and "queue" not in update:
-            update["queue"] = event.queue
-        if event.timestamp < update.get("created", row.created):
-            update["created"] = event.timestamp
-        if event.order_text > order:
-            order = event.order_text
-            update.update(state=state_from_event(event).name, modified=event.timestamp,
-                          order=order)
-            if event.worker:
-                update["worker"] = event.worker
-    return update

@@ -23,15 +23,24 @@ How the contract's atomicity rules hold on each database:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import random
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, OperationalError, connections, models, transaction
-from django.db.models import Case, Count, F, Min, Q, Value, When
+from django.db import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    models,
+    transaction,
+)
+from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, Value, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Left
 
 from celery_bgp.commands import utcnow
 from celery_bgp.events.model import CommandEvent
@@ -46,11 +55,19 @@ from celery_bgp.jobs.model import (
     Transition,
 )
 from celery_bgp.jobs.query import JobQuery, property_value
+from celery_bgp.jobs.relational import (
+    VALUE_COLUMNS,
+    check_changes,
+    check_transition,
+    is_deadlock,
+    property_columns,
+    transition_values,
+)
 from celery_bgp.jobs.store import (
+    STALLED_STATES,
     JobExists,
     JobNotFound,
     JobStore,
-    StateConflict,
     StoreSummary,
     fresh_events,
     in_life_order,
@@ -58,7 +75,7 @@ from celery_bgp.jobs.store import (
 
 from . import pgfast
 from .models import Continuation, Job, JobData, JobLog, JobProperty, JobState
-from .queries import VALUE_COLUMNS, filtered, property_columns
+from .queries import filtered
 from .records import (
     apply_events,
     command_row,
@@ -73,12 +90,13 @@ from .records import (
 
 __all__ = ["DjangoJobStore"]
 
-_CHANGEABLE = frozenset({"execution_id", "attempt", "worker", "result", "queue", "priority",
-                         "options"})
-
-
 class DjangoJobStore(JobStore):
     """Jobs in the ``celery_bgp_*`` tables of one database alias (``using``)."""
+
+    #: Connection refused or lost, server restarting, lock or statement timeouts.
+    unavailable = (OperationalError, InterfaceError, *JobStore.unavailable)
+    #: Write errors that one bad event causes: the recorder retries event by event.
+    event_errors = (IntegrityError, DataError, TypeError, ValueError)
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
@@ -227,12 +245,7 @@ class DjangoJobStore(JobStore):
                    changes: Mapping[str, Any] | None = None, take_lock: float | None = None,
                    release_lock: bool = False, continuations: bool = True,
                    durable: bool = True) -> Transition:
-        if (take_lock is not None or release_lock) and holder is None:
-            raise ValueError("take_lock and release_lock need a holder")
-        changes = dict(changes or {})
-        unknown = set(changes) - _CHANGEABLE
-        if unknown:
-            raise ValueError(f"cannot change {sorted(unknown)} in a transition")
+        changes = check_changes(changes, holder, take_lock, release_lock)
         if pgfast.available(self.connection):
             return self._pg_transition(job_id, state, expected, holder, changes, take_lock,
                                        release_lock, continuations, durable)
@@ -240,27 +253,11 @@ class DjangoJobStore(JobStore):
             if not durable:
                 self._fast_commit()
             row = self._lock_row(job_id)
-            if expected is not None and row.state not in expected:
-                raise StateConflict(
-                    f"job {job_id} is {row.state}, expected one of {sorted(expected)}")
-            if holder is not None and not _free_for(row, holder, state.elected):
-                raise StateConflict(f"job {job_id} is locked by {row.lock_holder}")
-            applied = dataclasses.replace(state, sequence=row.sequence + 1)
+            check_transition(job_id, row, state, expected, holder)
+            applied, update = transition_values(row, state, holder=holder, changes=changes,
+                                                take_lock=take_lock, release_lock=release_lock)
             JobState.objects.using(self.using).bulk_create(
                 [state_row(job_id, applied, applied.sequence)])
-            update: dict[str, Any] = {"state": state.name, "modified": state.elected,
-                                      "sequence": applied.sequence, "order": "", **changes}
-            if state.name == "Enqueued":
-                update["cancel_requested"] = None
-            if take_lock is not None:
-                now = utcnow()
-                keep = row.lock_holder == holder and row.lock_acquired is not None
-                update.update(lock_holder=holder, lock_heartbeat=now,
-                              lock_acquired=row.lock_acquired if keep else now,
-                              lock_expires=now + timedelta(seconds=take_lock))
-            elif release_lock and row.lock_holder == holder:
-                update.update(lock_holder=None, lock_acquired=None, lock_heartbeat=None,
-                              lock_expires=None)
             self._jobs().filter(pk=job_id).update(**update)
             found = self._continuations_locked(job_id) if continuations else []
         return Transition(row.state, applied, tuple(found))
@@ -274,12 +271,8 @@ class DjangoJobStore(JobStore):
             try:
                 if row is None:
                     raise JobNotFound(f"no job {job_id}")
-                if expected is not None and row.state not in expected:
-                    raise StateConflict(
-                        f"job {job_id} is {row.state}, expected one of {sorted(expected)}")
-                if holder is not None and not _free_for(row, holder, state.elected):
-                    raise StateConflict(f"job {job_id} is locked by {row.lock_holder}")
-                sequence, found = pgfast.write(
+                check_transition(job_id, row, state, expected, holder)
+                applied, found = pgfast.write(
                     cursor, job_id, row, state, holder=holder, changes=changes,
                     take_lock=take_lock, release_lock=release_lock,
                     continuations=continuations)
@@ -287,7 +280,7 @@ class DjangoJobStore(JobStore):
                 with contextlib.suppress(Exception):  # a broken connection rolls back too
                     pgfast.rollback(cursor)
                 raise
-        return Transition(row.state, dataclasses.replace(state, sequence=sequence), tuple(found))
+        return Transition(row.state, applied, tuple(found))
 
     # -- continuations -----------------------------------------------------------------
 
@@ -347,6 +340,25 @@ class DjangoJobStore(JobStore):
         rows = (self._jobs().filter(state__in=list(states), kind=JobKind.CALLABLE.value)
                 .filter(Q(lock_expires__isnull=True) | Q(lock_expires__lt=now))
                 .order_by("modified")[:limit])
+        return [job_record(row) for row in rows]
+
+    def stalled(self, before: datetime, environment: str | None = None,
+                limit: int = 100) -> list[JobRecord]:
+        """A range of the ``(environment, state, modified)`` index; each candidate's
+        current state (``(job, sequence)``, unique) says whether it is delayed."""
+        jobs = self._jobs().filter(state__in=list(STALLED_STATES),
+                                   kind=JobKind.CALLABLE.value, modified__lt=before)
+        if environment is not None:
+            jobs = jobs.filter(environment=environment)
+        delay: Any = KeyTextTransform("delay_until", "data")
+        if self.connection.vendor == "mysql":
+            # MySQL/MariaDB parse no UTC offset; the engine stores delays in UTC.
+            delay = Left(delay, 19)
+        delayed = (JobState.objects.using(self.using)
+                   .filter(job_id=OuterRef("pk"), sequence=OuterRef("sequence"))
+                   .annotate(due=Cast(delay, models.DateTimeField()))
+                   .filter(due__gte=before))
+        rows = jobs.filter(~Exists(delayed)).order_by("modified")[:limit]  # index order
         return [job_record(row) for row in rows]
 
     # -- properties, data, logs, actions ----------------------------------------------
@@ -468,7 +480,7 @@ class DjangoJobStore(JobStore):
             try:
                 return self._record(grouped, environment)
             except OperationalError as exc:
-                if attempt == attempts or not _is_deadlock(exc):
+                if attempt == attempts or not is_deadlock(exc.__cause__):
                     raise
                 time.sleep(random.uniform(0.005, 0.02) * attempt)
 
@@ -543,21 +555,6 @@ class DjangoJobStore(JobStore):
 
 
 _DEADLOCK_RETRIES = 5
-#: SQLSTATE / MySQL error codes of a deadlock victim or a lock wait timeout.
-_DEADLOCK_CODES = frozenset({"40P01", "40001", 1213, 1205})
-
-
-def _is_deadlock(exc: OperationalError) -> bool:
-    cause = exc.__cause__
-    code = getattr(cause, "sqlstate", None)
-    if code is None and cause is not None and cause.args:
-        code = cause.args[0]
-    return code in _DEADLOCK_CODES
-
-
-def _free_for(row: Job, holder: str, now: datetime) -> bool:
-    return (row.lock_holder is None or row.lock_holder == holder
-            or row.lock_expires is None or row.lock_expires < now)
 
 
 def _free_q(holder: str, now: datetime) -> Q:
