@@ -1,56 +1,93 @@
 #!/usr/bin/env python3
 """The one-command demo: ``python3 django_app/demo.py``.
 
-On a machine with only Python it creates ``.venv-demo`` and installs celery-bgp
-there, then: migrates an SQLite database, creates an admin login (printed), starts a
-real ``celery worker`` (with beat) on an embedded broker that needs no server (kombu's
-filesystem transport), starts the Django admin on 127.0.0.1, submits every kind of
-sample work, and shows its progress here. Ctrl-C stops everything.
+On a machine with only Python it creates ``.venv-demo`` and installs celery-bgp's
+dependencies there (once; celery-bgp itself runs from this checkout), then: migrates an
+SQLite database, creates an admin login (printed), starts a real ``celery worker``
+(with beat) on an embedded broker that needs no server (kombu's filesystem transport),
+starts the Django admin on 127.0.0.1, submits every kind of sample work, and shows its
+progress here. Ctrl-C stops everything.
 
 ``--broker redis|rabbitmq|azurite`` uses a server on 127.0.0.1 instead (Azurite is
-started from ``node_modules`` if it is not running).
+started from ``node_modules`` if it is not running). Run again on the same ``--data``
+folder, it keeps the earlier runs' jobs (the admin lists them) and shows only what
+happens from then on; ``--fresh`` starts from an empty folder.
 """
 from __future__ import annotations
 
 import argparse
+import configparser
+import importlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent
 ROOT = APP_DIR.parent
 VENV = ROOT / ".venv-demo"
-REQUIRED = ("celery_bgp", "django", "django_celery_results", "django_celery_beat", "rich")
+#: What the demo imports, beside celery_bgp (this checkout): module -> setup.cfg extra.
+REQUIRED = {"celery": None, "pydantic": None, "rich": None, "django": "django",
+            "django_celery_results": "django", "django_celery_beat": "django",
+            "redis": "redis"}
+AZURE = {"azure.storage.queue": "azure", "azure.data.tables": "azure"}
+
+
+def _missing(modules: dict[str, str | None]) -> list[str]:
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    return missing
+
+
+def requirements(extras: set[str]) -> list[str]:
+    """celery-bgp's dependencies and those of ``extras``, as setup.cfg lists them."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    sections = [config["options"]["install_requires"]]
+    sections += [config["options.extras_require"][extra] for extra in sorted(extras)]
+    return [line.strip() for text in sections for line in text.splitlines() if line.strip()]
 
 
 def ensure_environment(argv: list[str]) -> None:
-    """Re-run inside ``.venv-demo`` (created on first use) unless the deps are here."""
-    missing = []
-    for module in REQUIRED:
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
+    """Run inside ``.venv-demo`` (created on first use) unless the dependencies are here.
+
+    The venv gets celery-bgp's dependencies only, when one is missing (the first run,
+    or the first ``--broker azurite``); celery-bgp runs from this checkout (on
+    ``sys.path`` and the processes' ``PYTHONPATH``), so nothing is built from it: no
+    setuptools build, no editable install (and none of their warnings) on any run.
+    """
+    sys.path[:0] = [str(APP_DIR), str(ROOT)]
+    needed = {**REQUIRED, **(AZURE if "azurite" in argv else {})}
+    missing = _missing(needed)
     if not missing:
         return
     python = VENV / "bin" / "python"
-    if Path(sys.prefix) == VENV:
-        sys.exit(f"the demo environment {VENV} lacks {missing}; delete it and try again")
-    if not python.exists():
-        print(f"Creating {VENV} and installing celery-bgp (first run only) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-                       check=True)
-    extras = "django,redis,azure" if "azurite" in argv else "django,redis"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e",
-                    f"{ROOT}[{extras}]"], check=True)
-    os.execv(str(python), [str(python), __file__, *argv])
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        if not python.exists():
+            print(f"Creating {VENV} (first run only) ...", flush=True)
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade",
+                            "pip"], check=True)
+        os.execv(str(python), [str(python), __file__, *argv])
+    print(f"Installing the demo's dependencies into {VENV} ...", flush=True)
+    extras = {extra for module, extra in needed.items() if extra}
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    *requirements(extras)], check=True)
+    importlib.invalidate_caches()
+    if _missing(needed):
+        sys.exit(f"the demo environment {VENV} lacks {_missing(needed)}; delete it and "
+                 "try again")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -67,16 +104,27 @@ class Stack:
     def __init__(self, data: Path, env: dict[str, str]) -> None:
         self.data, self.env = data, env
         self.procs: dict[str, subprocess.Popen] = {}
+        #: Where this run's part of each log starts (earlier runs' output stays above).
+        self.offsets: dict[str, int] = {}
 
     def start(self, name: str, cmd: list[str]) -> None:
         log = open(self.data / f"{name}.log", "ab")  # noqa: SIM115 - closed by the OS at exit
+        log.write(f"\n===== demo run of {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
+        log.flush()
+        self.offsets[name] = log.tell()
         self.procs[name] = subprocess.Popen(cmd, cwd=APP_DIR, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self, name: str) -> str:
+        """What ``name`` printed in this run (not the earlier runs' lines of its log)."""
+        with open(self.data / f"{name}.log", "rb") as log:
+            log.seek(self.offsets.get(name, 0))
+            return log.read().decode(errors="replace")
 
     def check(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                tail = (self.data / f"{name}.log").read_text(errors="replace")[-3000:]
+                tail = self.log(name)[-3000:]
                 raise RuntimeError(f"the {name} stopped (exit {proc.returncode}):\n{tail}")
 
     def stop(self) -> None:
@@ -122,7 +170,6 @@ def main(argv: list[str]) -> int:
                                           os.environ.get("PYTHONPATH", "")]),
            "PYTHONUNBUFFERED": "1"}
     os.environ.update(env)
-    sys.path[:0] = [str(APP_DIR), str(ROOT)]
     stack = Stack(args.data, env)
     try:
         if args.broker == "azurite" and not port_open(10001):
@@ -168,6 +215,10 @@ def run(args: argparse.Namespace, console, stack: Stack) -> int:
         "is_staff": True, "is_superuser": True, "email": "admin@example.com"})
     user.set_password(password)
     user.save()
+    from proj.celery import bgp
+
+    since = datetime.now(timezone.utc)
+    earlier = bgp.jobs.count()
     python = sys.executable
     stack.start("worker", [python, "-m", "celery", "-A", "proj", "worker", "-B",
                            "-P", "threads", "-c", "4", "-l", "INFO",
@@ -175,45 +226,82 @@ def run(args: argparse.Namespace, console, stack: Stack) -> int:
     stack.start("web", [python, "manage.py", "runserver", f"127.0.0.1:{args.port}",
                         "--noreload"])
     _wait(lambda: port_open(args.port), 60, "the web server")
-    _wait(lambda: " ready." in (args.data / "worker.log").read_text(errors="replace"), 60,
-          "the worker")
+    _wait(lambda: " ready." in stack.log("worker"), 60, "the worker")
 
-    from proj.celery import bgp
     from shop.samples import submit
 
     samples = submit()
-    url = f"http://127.0.0.1:{args.port}/admin/"
+    base = f"http://127.0.0.1:{args.port}"
+    url = f"{base}/admin/"
     console.rule("[bold green]running")
     console.print(f"Admin:    [link={url}]{url}[/]   user [bold]admin[/]   password "
                   f"[bold]{password}[/]")
-    console.print(f"REST:     POST http://127.0.0.1:{args.port}/bgp/commands/shop.commands."
-                  "PlaceOrder (as staff)")
+    console.print(f"REST:     POST {base}/bgp/commands/shop.commands.PlaceOrder", soft_wrap=True)
+    console.print(f"          body {PLACE_ORDER}, as staff; the API: {base}/bgp/openapi.json",
+                  markup=False, soft_wrap=True)
+    console.print("          With curl: log in (the login page sets the CSRF cookie), then "
+                  "POST with the session cookie and the X-CSRFToken header:", soft_wrap=True)
+    for line in rest_hint(base, password, args.data / "curl-cookies.txt"):
+        console.print(f"  {line}", markup=False, soft_wrap=True)
+    console.print("          then GET the Location it answers (curl -b, same cookie file): "
+                  "200 while it runs, 303 to the output.", soft_wrap=True)
     console.print(f"Logs:     {args.data / 'worker.log'}, {args.data / 'web.log'}")
+    if earlier:
+        console.print(f"Earlier:  {earlier} jobs of earlier runs are in {args.data} (the "
+                      "admin lists them); below is only what happens from now on "
+                      "(--fresh starts empty).", soft_wrap=True)
     console.print("Ctrl-C stops everything.")
     console.rule()
-    watch(console, stack, bgp, samples)
+    watch(console, stack, bgp, samples, since)
     return 0
+
+
+#: The body of the REST hint's command.
+PLACE_ORDER = '{"sku": "kettle", "quantity": 2}'
+
+
+def rest_hint(base: str, password: str, jar: Path) -> list[str]:
+    """Shell lines: log in as admin (the login page sets the CSRF cookie, logging in the
+    session cookie), then POST a PlaceOrder with both cookies and the X-CSRFToken header."""
+    cookies = shlex.quote(str(jar))
+    token = f"$(awk '$6 == \"csrftoken\" {{print $7}}' {cookies})"
+    return [
+        f"curl -s -c {cookies} -o /dev/null {base}/admin/login/",
+        f"curl -s -b {cookies} -c {cookies} -o /dev/null -d username=admin "
+        f"-d password={shlex.quote(password)} -d csrfmiddlewaretoken={token} "
+        f"{base}/admin/login/",
+        f'curl -s -i -b {cookies} -H "X-CSRFToken: {token}" '
+        f"-H 'Content-Type: application/json' -d '{PLACE_ORDER}' "
+        f"{base}/bgp/commands/shop.commands.PlaceOrder",
+    ]
 
 
 STYLES = {"Succeeded": "green", "Failed": "bold red", "Executing": "cyan", "Enqueued": "blue",
           "Retrying": "yellow", "Awaiting": "magenta", "Deleted": "dim", "Cancelled": "dim"}
 
 
-def watch(console, stack: Stack, bgp, samples: dict[str, str]) -> None:
-    """Print every state change of the sample work (and later work) until Ctrl-C."""
+def watch(console, stack: Stack, bgp, samples: dict[str, str], since: datetime) -> None:
+    """Print every state change and log line of the sample work (and later work) from
+    ``since`` on, until Ctrl-C. Jobs of earlier runs (a ``--data`` folder used before)
+    are not replayed: only what they do from now on is shown."""
     labels = {job_id: label for label, job_id in samples.items()}
     seen: dict[str, tuple[str, int]] = {}
     announced = False
     while True:
         stack.check()
         for job in reversed(bgp.jobs.search(order_by=("-modified",), limit=50)):
-            state, printed = seen.get(job.id, ("", 0))
+            logs = bgp.jobs.logs(job.id) if job.kind.value == "callable" else []
+            if job.id not in seen:
+                if job.modified < since:  # an earlier run's, unchanged since: not news
+                    seen[job.id] = (job.state, len(logs))
+                    continue
+                seen[job.id] = ("", sum(1 for line in logs if line.time < since))
+            state, printed = seen[job.id]
             label = labels.get(job.id, job.name)
             if job.state != state:
                 style = STYLES.get(job.state, "")
                 console.print(f"{time.strftime('%H:%M:%S')}  {label:<45} "
                               f"[{style}]{job.state}[/]")
-            logs = bgp.jobs.logs(job.id) if job.kind.value == "callable" else []
             for line in logs[printed:]:
                 console.print(f"{time.strftime('%H:%M:%S')}  {label:<45} [dim]{line.message}[/]")
             seen[job.id] = (job.state, len(logs))

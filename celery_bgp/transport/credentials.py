@@ -5,9 +5,13 @@ Sources, first match wins: the ``connection_string`` option, an ``account_url``
 ``"DefaultAzureCredential"``/``"ManagedIdentityCredential"`` or any azure-core
 credential object; DefaultAzureCredential when none is given), then the
 ``AZURE_STORAGE_CONNECTION_STRING`` environment variable. ``UseDevelopmentStorage=true``
-means Azurite on its default ports. Clients are built per connection and never shared
-between connections. :func:`redact` strips keys, signatures and connection strings from
-any text before it reaches a log or an exception.
+means Azurite on its default ports. Without any of them the connection fails when it is
+used (connect, send, receive), not when it is built: Celery builds transports of the
+broker URL alone to print it (``celery report``, ``celery inspect conf``). Clients are
+built per connection and never shared between connections. :func:`redact` strips keys,
+signatures and connection strings from any text before it reaches a log or an
+exception; :func:`hide_secret_options` keeps the :data:`SECRET_OPTIONS` out of Celery's
+configuration reports.
 """
 from __future__ import annotations
 
@@ -23,10 +27,12 @@ from ..exceptions import BGPError, ImproperlyConfigured
 from ..extras import require
 
 __all__ = [
+    "SECRET_OPTIONS",
     "AzureClients",
     "AzureStorageError",
     "BrokerUnavailable",
     "azure_errors",
+    "hide_secret_options",
     "parse_connection_string",
     "redact",
 ]
@@ -53,6 +59,30 @@ STORAGE_KWARGS: dict[str, Any] = {
     "connection_timeout": 5,
     "read_timeout": 30,
 }
+
+#: Transport options whose values are secrets (an account key or SAS token may be in
+#: either). Option names with KEY, TOKEN, SECRET, PASS or SIGNATURE are Celery's already.
+SECRET_OPTIONS = ("connection_string", "credential")
+
+
+def hide_secret_options() -> None:
+    """Register :data:`SECRET_OPTIONS` with the setting names Celery masks.
+
+    ``celery report``, ``celery inspect conf`` (and ``inspect report``) print the
+    configuration through ``celery.app.utils.filter_hidden_settings``, which masks a
+    value (at any depth, ``broker_transport_options`` included) when its key matches
+    ``celery.app.utils.HIDDEN_SETTINGS``; these names do not. Importing
+    ``celery_bgp`` (or ``celery_bgp.transport``) calls this; calling it again is a no-op.
+    """
+    from celery.app import utils
+
+    hidden = utils.HIDDEN_SETTINGS
+    missing = [name for name in SECRET_OPTIONS if not hidden.search(name)]
+    if missing:
+        utils.HIDDEN_SETTINGS = re.compile(
+            "|".join([hidden.pattern, *(re.escape(name.upper()) for name in missing)]),
+            hidden.flags | re.IGNORECASE)
+
 
 _SECRET_PATTERNS = [
     re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|sig|secret|password)=[^;&\s'\"]+"),
@@ -162,6 +192,8 @@ class AzureClients:
                                   "The azurequeue:// transport")
         self.options = options
         self.secrets: tuple[str, ...] = ()
+        #: Why the connection cannot be used (no credentials), raised at first use.
+        self.unconfigured: str | None = None
         self._queue_service: Any = None
         self._table_service: Any = None
         self._blob_service: Any = None
@@ -192,12 +224,20 @@ class AzureClients:
             }
             self.credential = self._credential(options.get("credential"))
         else:
-            raise ImproperlyConfigured(
+            # Not an error yet: Celery builds a transport of the bare broker URL only to
+            # print it (celery report, inspect conf); using it raises this.
+            self.unconfigured = (
                 "azurequeue:// needs credentials: the connection_string or account_url "
                 f"transport option, or the {ENV_CONNECTION_STRING} environment variable"
             )
+            self.account_name, self.endpoints, self.credential = None, {}, None
+            return
         if not self.endpoints.get("queue"):
             raise ImproperlyConfigured("the Azure connection string has no queue endpoint")
+
+    def _check_configured(self) -> None:
+        if self.unconfigured:
+            raise ImproperlyConfigured(self.unconfigured)
 
     def _credential(self, value: Any) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in (
@@ -222,6 +262,7 @@ class AzureClients:
     def queue_service(self) -> Any:
         """The ``QueueServiceClient`` (built on first use)."""
         if self._queue_service is None:
+            self._check_configured()
             self._queue_service = self._queue_mod.QueueServiceClient(
                 self.endpoints["queue"], credential=self.credential, **STORAGE_KWARGS)
         return self._queue_service
@@ -245,6 +286,7 @@ class AzureClients:
         return self._blob_service
 
     def _endpoint(self, service: str) -> str:
+        self._check_configured()
         endpoint = self.endpoints.get(service)
         if not endpoint:
             raise ImproperlyConfigured(

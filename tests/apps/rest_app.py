@@ -11,4 +11,4 @@ app.conf.update(broker_url="memory://", result_backend="cache+memory://",
                 task_always_eager=True, task_store_eager_result=True)
 bgp = BackgroundProcessing(app, name="rest", event_repository=MemoryEventRepository(),
                            event_write="sync", max_payload_bytes=4096)
-bgp.register_handlers("tests.apps.commands")
+bgp.register_handlers(["tests.apps.commands", "tests.apps.rest_commands"])

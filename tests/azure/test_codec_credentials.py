@@ -87,3 +87,44 @@ def test_redact_removes_keys_and_signatures():
     out = redact(text, ("c2VjcmV0==",))
     assert "abc%2Bdef" not in out and "c2VjcmV0" not in out and "Zm9vYmFy" not in out
     assert "sv=2021" in out
+
+
+def test_no_credentials_fail_at_first_use_not_when_the_transport_is_built(monkeypatch):
+    """Celery builds ``Connection(broker_url)`` only to print it (report, inspect conf)."""
+    from kombu import Connection
+
+    from celery_bgp.exceptions import ImproperlyConfigured
+
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    clients = AzureClients({})
+    for use in (lambda: clients.queue_service, lambda: clients.queue_client("q"),
+                lambda: clients.table_service, lambda: clients.blob_service):
+        with pytest.raises(ImproperlyConfigured, match="AZURE_STORAGE_CONNECTION_STRING"):
+            use()
+    conn = Connection("azurequeue://")
+    assert conn.as_uri().startswith("azurequeue://")
+    assert conn.transport.driver_version() != "N/A"
+    with pytest.raises(ImproperlyConfigured, match="needs credentials"):
+        conn.ensure_connection(max_retries=1)
+
+
+def test_secret_options_are_masked_in_celery_configuration_reports():
+    from celery import Celery
+    from celery.app.utils import filter_hidden_settings
+
+    from celery_bgp.transport.credentials import hide_secret_options
+
+    hide_secret_options()  # importing celery_bgp did it already; again is a no-op
+    key = "c2VjcmV0a2V5Zm9ydGVzdHM="
+    app = Celery("masked", set_as_current=False)
+    app.conf.update(broker_url="azurequeue://", broker_transport_options={
+        "connection_string": f"AccountName=acme;AccountKey={key}",
+        "credential": key, "queue_name_prefix": "shown-"})
+    table = filter_hidden_settings(app.conf.table(with_defaults=False))
+    options = table["broker_transport_options"]
+    assert options == {"connection_string": "********", "credential": "********",
+                       "queue_name_prefix": "shown-"}
+    assert key not in app.conf.humanize() and "shown-" in app.conf.humanize()
+    nested = filter_hidden_settings({"o": {"credential": {"account_name": "acme",
+                                                          "account_key": key}}})
+    assert key not in str(nested) and "acme" in str(nested)

@@ -56,6 +56,58 @@ def test_celery_inspect_ping_and_control_answer(azure_stack):
     assert replies and "ok" in next(iter(replies[0].values()))
 
 
+def celery_cli(stack: AzureStack, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **stack.env, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "celery", "-A", "tests.apps.azure_app", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("where", ["transport options", "environment"])
+def test_inspect_conf_and_report_keep_the_account_key_out(make_stack, monkeypatch, where):
+    """`celery inspect conf|report` and `celery report` print the configuration: without
+    the connection string (or anything of it), and without failing for lack of one."""
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    if where == "transport options":
+        probe = make_stack()
+        stack = make_stack(connection_string=probe.azurite.connection_string)
+        del stack.env["AZURE_STORAGE_CONNECTION_STRING"]
+    else:  # the worker's (and these commands') environment only
+        stack = make_stack()
+        assert "connection_string" not in stack.options
+    stack.env["BGP_TEST_EVENTS"] = "memory://"  # azuretable:// reads only the environment
+    secret = stack.azurite.connection_string.split("AccountKey=")[1].split(";")[0]
+    with stack.new_worker() as worker:
+        outputs = {
+            "inspect conf": celery_cli(stack, "inspect", "conf", "-d", worker.hostname,
+                                       "--timeout", "10"),
+            "inspect conf (defaults)": celery_cli(stack, "inspect", "conf", "true", "-d",
+                                                  worker.hostname, "--timeout", "10"),
+            "inspect report": celery_cli(stack, "inspect", "report", "-d", worker.hostname,
+                                         "--timeout", "10"),
+            "report": celery_cli(stack, "report"),
+        }
+    for name, out in outputs.items():
+        text = out.stdout + out.stderr
+        assert out.returncode == 0, f"{name}:\n{text[-3000:]}"
+        assert secret not in text and "AccountKey" not in text, f"{name}:\n{text}"
+        assert "ImproperlyConfigured" not in text, f"{name}:\n{text[-3000:]}"
+        assert stack.options["queue_name_prefix"] in text, f"{name}:\n{text[-3000:]}"
+        if where == "transport options":
+            assert "connection_string" in text and "********" in text, f"{name}:\n{text}"
+    assert "OK" in outputs["inspect conf"].stdout
+    assert "azure-storage-queue:12." in outputs["report"].stdout
+
+
+def test_report_needs_no_credentials(make_stack, monkeypatch):
+    """Credentials in the worker's environment only: `celery report` here still works."""
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    stack = make_stack()
+    del stack.env["AZURE_STORAGE_CONNECTION_STRING"]
+    out = celery_cli(stack, "report")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "transport:azurequeue" in out.stdout
+
+
 def test_delayed_command_waits_in_azure_not_in_worker_memory(azure_stack):
     bgp = azure_stack.publisher()
     later = Echo(text="in an hour")

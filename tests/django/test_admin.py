@@ -444,6 +444,35 @@ def test_the_detail_page_buttons_come_back_to_the_job(root, queue):
     assert response["Location"] != "https://evil.example/"
 
 
+@pytest.mark.parametrize("back", ["javascript:alert(document.cookie)", "JavaScript:alert(1)",
+                                  " javascript:alert(1)", "//evil.example/admin/",
+                                  "https://evil.example/", "http://evil.example/x",
+                                  "/\\evil.example/", "data:text/html,<script>x</script>"])
+def test_the_confirmation_page_links_back_only_to_this_site(root, queue, back):
+    job_id = failed_job(queue)
+    response = root.post(LIST, {"action": "delete_jobs", "_selected_action": job_id,
+                                "_return": back})
+    page = text(response)
+    assert "Delete 1 job?" in page
+    assert 'name="_return"' not in page  # not carried on to the redirect either
+    links = re.findall(r'href="([^"]*)"[^>]*class="button cancel-link"', page)
+    assert links == [LIST]  # "No, take me back": the changelist
+    assert "evil.example" not in page and "javascript:" not in page.lower()
+    response = root.post(LIST, {"action": "delete_jobs", "_selected_action": job_id,
+                                "_return": back, "post": "yes"})
+    assert response.status_code == 302 and response["Location"] == LIST
+
+
+def test_the_confirmation_page_links_back_to_a_page_of_this_site(root, queue):
+    job_id = failed_job(queue)
+    back = f"{LIST}?state=Failed&queue={queue}"
+    page = text(root.post(LIST, {"action": "delete_jobs", "_selected_action": job_id,
+                                 "_return": back}))
+    escaped = html.escape(back)
+    assert re.findall(r'href="([^"]*)"[^>]*class="button cancel-link"', page) == [escaped]
+    assert f'name="_return" value="{escaped}"' in page
+
+
 def test_permissions(db, queue):
     job_id = failed_job(queue)
     viewer = staff_with("view_job")

@@ -1,4 +1,7 @@
-"""REST polling: every status path, permissions, CSRF, bad input, the OpenAPI document."""
+"""REST polling: every status path, permissions, CSRF, bad input, the OpenAPI document.
+
+Every refusal (401, 403, 405, 413) is an RFC 9457 problem, never an HTML page or a
+redirect."""
 from __future__ import annotations
 
 import json
@@ -95,15 +98,60 @@ def test_invalid_json_and_unknown_command(staff):
     assert post(staff, "no.such.Command", {}).status_code == 404
 
 
-def test_authentication_and_permission(db):
-    anonymous = Client()
-    response = post(anonymous, ECHO, {"text": "x"})
-    assert response.status_code == 401
-    assert anonymous.get("/bgp/commands/x/status").status_code == 401
+def is_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    return body
+
+
+URLS = [("post", f"/bgp/commands/{ECHO}"), ("get", "/bgp/commands/x/status"),
+        ("get", "/bgp/commands/x/output"), ("get", "/bgp/openapi.json")]
+
+
+def send(client, method, url, **kw):
+    if method == "post":
+        return post(client, url.rsplit("/", 1)[1], {"text": "x"}, **kw)
+    return client.get(url, **kw)
+
+
+@pytest.mark.parametrize(("method", "url"), URLS)
+def test_authentication_and_permission(db, method, url):
+    anonymous = Client(enforce_csrf_checks=True)  # 401 first: no token needed to learn that
+    response = send(anonymous, method, url)
+    is_problem(response, 401)
+    assert response["WWW-Authenticate"]
     user = get_user_model().objects.create_user("not-staff", password="pw")
     plain = Client()
     plain.force_login(user)
-    assert post(plain, ECHO, {"text": "x"}).status_code == 403
+    assert is_problem(send(plain, method, url), 403)["title"] == "Permission denied"
+
+
+@pytest.mark.parametrize(("method", "url"), URLS)
+def test_a_wrong_method_is_a_problem(staff, method, url):
+    other = staff.get if method == "post" else staff.delete
+    response = other(url)
+    is_problem(response, 405)
+    assert response["Allow"] == method.upper()
+
+
+def test_login_required_middleware_does_not_redirect(db, settings):
+    from django.contrib.auth import middleware
+
+    if not hasattr(middleware, "LoginRequiredMiddleware"):
+        pytest.skip("Django < 5.1 has no LoginRequiredMiddleware")
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE,
+                           "django.contrib.auth.middleware.LoginRequiredMiddleware"]
+    for method, url in URLS:
+        is_problem(send(Client(), method, url), 401)
+    assert Client().get("/admin/celery_bgp/job/").status_code == 302  # others still redirect
+
+
+def test_a_body_above_django_upload_limit_is_a_problem(staff, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = is_problem(post(staff, ECHO, {"text": "x" * 2000}), 413)
+    assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in body["detail"]
 
 
 def test_permission_rule_is_configurable(db, settings):
@@ -125,11 +173,39 @@ def test_csrf_is_enforced_for_session_users(db):
     get_user_model().objects.create_user("csrf", password="pw", is_staff=True)
     client = Client(enforce_csrf_checks=True)
     client.login(username="csrf", password="pw")
-    assert post(client, ECHO, {"text": "x"}).status_code == 403
+    refused = is_problem(post(client, ECHO, {"text": "x"}), 403)
+    assert refused["type"] == "urn:celery-bgp:csrf-failed"
+    assert "CSRF cookie not set" in refused["detail"] and "X-CSRFToken" in refused["detail"]
     client.get("/admin/")  # a page with a form (the logout button) sets the CSRF cookie
     token = client.cookies["csrftoken"].value
+    refused = is_problem(post(client, ECHO, {"text": "x"}), 403)
+    assert "CSRF token missing" in refused["detail"]
+    refused = is_problem(post(client, ECHO, {"text": "x"}, HTTP_X_CSRFTOKEN="x" * 32), 403)
+    assert "CSRF token" in refused["detail"]
+    refused = is_problem(post(client, ECHO, {"text": "x"}, HTTP_X_CSRFTOKEN=token,
+                              HTTP_ORIGIN="https://evil.example"), 403)
+    assert "Origin checking failed" in refused["detail"]
     response = post(client, ECHO, {"text": "x"}, HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 202
+    assert client.get(response["Location"]).status_code == 303  # GET needs no token
+
+
+def test_csrf_failure_is_logged_like_django_does(db, caplog):
+    get_user_model().objects.create_user("csrf-log", password="pw", is_staff=True)
+    client = Client(enforce_csrf_checks=True)
+    client.login(username="csrf-log", password="pw")
+    with caplog.at_level("WARNING", logger="django.security.csrf"):
+        is_problem(post(client, ECHO, {"text": "x"}), 403)
+    assert "Forbidden (CSRF cookie not set.)" in caplog.text
+
+
+def test_without_the_csrf_middleware_there_is_no_csrf_check(db, settings):
+    """As before: the project that removed CsrfViewMiddleware opted out everywhere."""
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "csrf" not in m.lower()]
+    get_user_model().objects.create_user("no-csrf", password="pw", is_staff=True)
+    client = Client(enforce_csrf_checks=True)
+    client.login(username="no-csrf", password="pw")
+    assert post(client, ECHO, {"text": "x"}).status_code == 202
 
 
 def test_openapi_document_is_valid_and_lists_the_commands(staff):
@@ -142,3 +218,37 @@ def test_openapi_document_is_valid_and_lists_the_commands(staff):
     assert schema["required"] == ["text"]
     assert "id" not in schema["properties"]
     assert "/bgp/commands/{id}/status" in document["paths"]
+
+
+def test_openapi_documents_every_refusal_as_a_problem(staff):
+    document = staff.get("/bgp/openapi.json").json()
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for code in ("401", "403", "405"):
+                content = operation["responses"][code]["content"]
+                assert content == {"application/problem+json": {"schema": problem_ref}}, (
+                    path, method, code)
+            if method == "post":
+                assert "CSRF" in operation["responses"]["403"]["description"]
+                assert {"400", "404", "413", "415"} <= set(operation["responses"])
+
+
+def test_openapi_lists_only_the_commands_the_api_accepts(staff, settings):
+    from openapi_spec_validator import validate
+
+    def commands(client=staff):
+        document = client.get("/bgp/openapi.json").json()
+        validate(document)
+        return sorted(p.rsplit("/", 1)[1] for p in document["paths"]
+                      if "{id}" not in p)
+
+    assert ECHO in commands() and "tests.apps.commands.Greet" in commands()
+    settings.CELERY_BGP_REST_COMMANDS = ["tests.apps.commands.Greet", "not.Registered"]
+    assert commands() == ["tests.apps.commands.Greet"]
+    assert post(staff, ECHO, {"text": "x"}).status_code == 404  # as the document says
+    settings.CELERY_BGP_REST_COMMANDS = "__all__"
+    settings.CELERY_BGP_REST_PERMISSION = lambda request, name: name != ECHO
+    listed = commands()
+    assert ECHO not in listed and "tests.apps.commands.Greet" in listed
+    assert post(staff, ECHO, {"text": "x"}).status_code == 403

@@ -19,17 +19,18 @@ def free_port() -> int:
 
 
 def start_demo(data: Path, port: int, broker: str = "embedded",
-               broker_url: str | None = None) -> subprocess.Popen:
+               broker_url: str | None = None, fresh: bool = True) -> subprocess.Popen:
     """``python django_app/demo.py`` without the test run's Django/BGP environment.
 
-    ``broker_url`` points ``--broker`` at the test's own server (BGP_DEMO_BROKER_URL).
+    ``broker_url`` points ``--broker`` at the test's own server (BGP_DEMO_BROKER_URL);
+    ``fresh=False`` runs it again on what ``data`` holds (no ``--fresh``).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
     if broker_url:
         env["BGP_DEMO_BROKER_URL"] = broker_url
     return subprocess.Popen(
-        [sys.executable, "django_app/demo.py", "--data", str(data), "--fresh",
-         "--port", str(port), "--broker", broker],
+        [sys.executable, "django_app/demo.py", "--data", str(data),
+         *(["--fresh"] if fresh else []), "--port", str(port), "--broker", broker],
         cwd=ROOT, env={**env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )

@@ -65,3 +65,50 @@ def test_deeply_nested_json_is_a_problem_not_a_crash(staff, body):
     response = staff.post(ECHO, data=body, content_type="application/json")
     assert response.status_code == 400
     check(response)
+
+
+NOTE = "/bgp/commands/tests.apps.rest_commands.Note"  # data: Any, a free-form field
+
+
+def nested(kinds: list[bool], leaf) -> object:
+    """A value nested ``len(kinds)`` containers deep: a list or an object at each level."""
+    value = leaf
+    for is_list in kinds:
+        value = [value] if is_list else {"k": value}
+    return value
+
+
+#: pydantic refuses to serialize values nested about this deep ("Maximum serialization
+#: depth exceeded"): 255 containers in the field, as of pydantic-core 2.x.
+SERIALIZATION_DEPTH = 255
+
+
+def expected(depth: int) -> set[int]:
+    """202 well below the limit, 400 from just above it; either right at it."""
+    if depth < SERIALIZATION_DEPTH - 5:
+        return {202}
+    if depth > SERIALIZATION_DEPTH + 5:
+        return {400}
+    return {202, 400}
+
+
+@fuzz
+@given(kinds=st.integers(200, 320).flatmap(
+    lambda depth: st.lists(st.booleans(), min_size=depth, max_size=depth)),
+       leaf=st.none() | st.integers() | st.text(max_size=5))
+def test_free_form_fields_nested_around_the_limit(staff, kinds, leaf):
+    """Around the serialization limit: 202 below it, a 400 problem from it on, never 500."""
+    response = staff.post(NOTE, data=json.dumps({"data": nested(kinds, leaf)}),
+                          content_type="application/json")
+    check(response)
+    assert response.status_code in expected(len(kinds)), (len(kinds), response.content[:300])
+    if response.status_code == 400:
+        assert "depth" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("depth", [250, 254, 255, 256, 300, 900])
+def test_free_form_field_depths(staff, depth):
+    response = staff.post(NOTE, data=json.dumps({"data": nested([True] * depth, None)}),
+                          content_type="application/json")
+    check(response)
+    assert response.status_code in expected(depth)

@@ -106,16 +106,27 @@ def make_action(op: Operation) -> Callable[..., HttpResponse | None]:
         if request.POST.get("post") != "yes":
             return confirmation(model_admin, request, op, ids)
         perform(model_admin, request, op, ids)
-        back = request.POST.get("_return", "")
-        if back and url_has_allowed_host_and_scheme(back, {request.get_host()},
-                                                    request.is_secure()):
-            return HttpResponseRedirect(back)
-        return None
+        back = return_url(request)
+        return HttpResponseRedirect(back) if back else None
 
     action.__name__ = op.name
     action.short_description = f"{op.verb.capitalize()} selected jobs"  # type: ignore[attr-defined]
     action.allowed_permissions = (op.permission,)  # type: ignore[attr-defined]
     return action
+
+
+def return_url(request: HttpRequest) -> str:
+    """The posted ``_return`` (the page the action started from) when it is a URL of this
+    site (relative, or this host; http(s) only), else ``""``: the changelist.
+
+    It goes into the confirmation page's "No, take me back" link and the redirect after
+    the action, so ``javascript:`` and other sites' URLs must never pass.
+    """
+    back = request.POST.get("_return", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                                require_https=request.is_secure()):
+        return back
+    return ""
 
 
 def confirmation(model_admin: admin.ModelAdmin, request: HttpRequest, op: Operation,
@@ -134,7 +145,7 @@ def confirmation(model_admin: admin.ModelAdmin, request: HttpRequest, op: Operat
         "more": len(ids) - len(shown),
         "opts": opts,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "return_to": request.POST.get("_return", ""),
+        "return_to": return_url(request),
         "media": model_admin.media,
     }
     request.current_app = model_admin.admin_site.name

@@ -1,6 +1,11 @@
-"""The OpenAPI 3.1 description of the REST polling API, built from the command types."""
+"""The OpenAPI 3.1 description of the REST polling API, built from the command types.
+
+It lists the command types the API accepts: registered, in ``CELERY_BGP_REST_COMMANDS``
+when that is set, and allowed to the requesting user by ``CELERY_BGP_REST_PERMISSION``.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -8,7 +13,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 
 from ... import __version__
-from .rest import SERVER_FIELDS, get_bgp, guarded
+from .rest import SERVER_FIELDS, get_bgp, listed, may_post, rest_view
 
 __all__ = ["openapi_document", "openapi_view"]
 
@@ -18,6 +23,17 @@ _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 def _problem(description: str) -> dict[str, Any]:
     return {"description": description,
             "content": {"application/problem+json": {"schema": _PROBLEM}}}
+
+
+def _refusals(method: str) -> dict[str, Any]:
+    """What every operation may answer before it looks at the request (all problems)."""
+    unauthenticated = _problem("Not logged in")
+    unauthenticated["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    return {"401": unauthenticated,
+            "403": _problem("Not allowed by CELERY_BGP_REST_PERMISSION"
+                            + (", or the CSRF check failed (send X-CSRFToken)"
+                               if method == "post" else "")),
+            "405": _problem("Method not allowed (see the Allow header)")}
 
 
 def command_schema(command_type: type) -> dict[str, Any]:
@@ -30,14 +46,18 @@ def command_schema(command_type: type) -> dict[str, Any]:
     return schema
 
 
-def openapi_document(bgp: Any, base: str) -> dict[str, Any]:
-    """The document for every command type registered on ``bgp``."""
+def openapi_document(bgp: Any, base: str,
+                     exposed: Callable[[str], bool] = listed) -> dict[str, Any]:
+    """The document for the command types registered on ``bgp`` that ``exposed`` accepts
+    (by default those in ``CELERY_BGP_REST_COMMANDS``)."""
     bgp.discover()
     paths: dict[str, Any] = {}
     status = {"type": "object", "properties": {
         "id": {"type": "string"}, "status": {"type": "string"},
         "status_url": {"type": "string", "format": "uri"}}}
     for name, command_type in sorted(bgp.registry.types().items()):
+        if not exposed(name):
+            continue
         paths[f"{base}commands/{name}"] = {"post": {
             "operationId": f"dispatch_{name.replace('.', '_')}",
             "summary": f"Dispatch {name}",
@@ -48,9 +68,9 @@ def openapi_document(bgp: Any, base: str) -> dict[str, Any]:
                 "202": {"description": "Accepted; poll the Location header",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                         "content": {"application/json": {"schema": status}}},
-                "400": _problem("Invalid command"), "401": _problem("Not logged in"),
-                "403": _problem("Not allowed"), "413": _problem("Command too large"),
-                "415": _problem("Not JSON"),
+                "400": _problem("Invalid command (fields, JSON, nesting)"),
+                **_refusals("post"), "404": _problem("Unknown command type"),
+                "413": _problem("Command too large"), "415": _problem("Not JSON"),
             },
         }}
     paths[f"{base}commands/{{id}}/status"] = {"get": {
@@ -62,6 +82,7 @@ def openapi_document(bgp: Any, base: str) -> dict[str, Any]:
                     "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                     "content": {"application/json": {"schema": status}}},
             "303": {"description": "Processed; the output is at Location"},
+            **_refusals("get"),
             "404": _problem("Unknown command id"),
             "410": _problem("Cancelled"),
             "500": _problem("The command failed"),
@@ -73,6 +94,7 @@ def openapi_document(bgp: Any, base: str) -> dict[str, Any]:
                         "schema": {"type": "string"}}],
         "responses": {"200": {"description": "The result", "content": {
             "application/json": {"schema": {"type": "object"}}}},
+            **_refusals("get"),
             "404": _problem("Not processed, or no result backend")},
     }}
     return {
@@ -86,8 +108,9 @@ def openapi_document(bgp: Any, base: str) -> dict[str, Any]:
     }
 
 
-@guarded
+@rest_view("GET")
 def openapi_view(request: HttpRequest) -> JsonResponse:
-    """``GET openapi.json``."""
+    """``GET openapi.json``: the command types this user may POST."""
     base = reverse("celery_bgp:openapi").rsplit("openapi.json", 1)[0]
-    return JsonResponse(openapi_document(get_bgp(), base))
+    return JsonResponse(openapi_document(get_bgp(), base,
+                                         lambda name: may_post(request, name)))

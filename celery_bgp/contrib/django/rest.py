@@ -8,23 +8,36 @@ RFC 9457 problem (``application/problem+json``) when it failed (500, as in the
 seed) or was cancelled (410). Every view is authenticated and permission-checked
 (``CELERY_BGP_REST_PERMISSION``, default staff only) and POST keeps Django's CSRF
 protection: send the ``X-CSRFToken`` header.
+
+Every refusal is a problem too, never Django's HTML error page or a login redirect:
+401 (not logged in), 403 (not allowed, or the CSRF check failed), 405 (wrong method),
+413 (body above ``DATA_UPLOAD_MAX_MEMORY_SIZE`` or ``bgp_max_payload_bytes``). For
+that the views are ``csrf_exempt`` and run the project's own ``CsrfViewMiddleware``
+check themselves, after the permission check (only when that middleware is
+installed, as before); they are ``login_not_required`` for Django 5.1's
+``LoginRequiredMiddleware``.
 """
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
+from django.utils.log import log_response
 from django.utils.module_loading import import_string
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.csrf import csrf_exempt
 
 from ...events.model import EventStatus
 from ...exceptions import InvalidCommand, NoHandlerRegistered, PayloadTooLarge
 
-__all__ = ["command_output", "command_status", "problem", "submit_command"]
+__all__ = ["command_output", "command_status", "problem", "rest_view", "submit_command"]
 
 PROBLEM = "application/problem+json"
 SERVER_FIELDS = ("id", "timestamp")
@@ -68,7 +81,7 @@ def _permission() -> Callable[[HttpRequest, str | None], bool]:
 
 
 def guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """401 for anonymous users, 403 when the permission rule says no."""
+    """401 for anonymous users, 403 when the permission rule says no or CSRF fails."""
 
     def check(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         allowed = _permission()(request, kwargs.get("name"))
@@ -78,16 +91,88 @@ def guarded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
                 response["WWW-Authenticate"] = 'Session realm="celery-bgp"'
                 return response
             return problem(403, "Permission denied")
-        return view(request, *args, **kwargs)
+        refused = csrf_refusal(request)
+        return refused if refused is not None else view(request, *args, **kwargs)
 
     check.__name__ = view.__name__
     check.__doc__ = view.__doc__
     return check
 
 
-def _exposed(bgp: Any, name: str) -> type | None:
+def listed(name: str) -> bool:
+    """Whether ``CELERY_BGP_REST_COMMANDS`` (default ``"__all__"``) exposes ``name``."""
     allowed = getattr(settings, "CELERY_BGP_REST_COMMANDS", "__all__")
-    if allowed != "__all__" and name not in allowed:
+    return allowed == "__all__" or name in allowed
+
+
+def may_post(request: HttpRequest, name: str) -> bool:
+    """Whether ``POST commands/<name>`` is open to this user (the list and the rule)."""
+    return listed(name) and bool(_permission()(request, name))
+
+
+@functools.lru_cache(maxsize=8)
+def _csrf_check_class(middleware: tuple[str, ...]) -> type[CsrfViewMiddleware] | None:
+    for path in middleware:
+        cls = import_string(path)
+        if isinstance(cls, type) and issubclass(cls, CsrfViewMiddleware):
+            # The project's own CSRF middleware (with its customisations), answering with
+            # the reason instead of rendering CSRF_FAILURE_VIEW (as DRF does).
+            return type(f"Rest{cls.__name__}", (cls,),
+                        {"_reject": lambda self, request, reason: reason})
+    return None
+
+
+def csrf_refusal(request: HttpRequest) -> HttpResponse | None:
+    """Django's CSRF check of ``request``, as the middleware would run it: a 403 problem
+    when it fails, None when it passes or no ``CsrfViewMiddleware`` is installed."""
+    check = _csrf_check_class(tuple(settings.MIDDLEWARE))
+    if check is None:
+        return None
+    reason = check(lambda r: None).process_view(request, None, (), {})
+    if reason is None:
+        return None
+    response = problem(403, "CSRF check failed",
+                       f"{reason} Send the csrftoken cookie's value in the X-CSRFToken "
+                       "header (and the Referer/Origin of this site over HTTPS).",
+                       kind="urn:celery-bgp:csrf-failed")
+    log_response("Forbidden (%s): %s", reason, request.path, response=response,
+                 request=request, logger=logging.getLogger("django.security.csrf"))
+    return response
+
+
+def rest_view(*methods: str) -> Callable[[Callable[..., HttpResponse]],
+                                         Callable[..., HttpResponse]]:
+    """A REST view answering only ``methods``; every refusal is a problem.
+
+    405 for another method, then :func:`guarded` (401/403), then the CSRF check
+    (403). The view is ``csrf_exempt`` (Django's middleware would answer its HTML
+    page before the view runs; :func:`csrf_refusal` runs the same check) and
+    ``login_not_required`` (``LoginRequiredMiddleware`` would redirect to the login
+    page; :func:`guarded` answers 401).
+    """
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        allowed = guarded(view)
+
+        @functools.wraps(view)
+        def handle(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                response = problem(405, "Method not allowed",
+                                   f"{request.method} is not allowed here; use "
+                                   f"{' or '.join(methods)}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            return allowed(request, *args, **kwargs)
+
+        handle = csrf_exempt(handle)
+        handle.login_required = False  # type: ignore[attr-defined] # Django 5.1+
+        return handle
+
+    return decorate
+
+
+def _exposed(bgp: Any, name: str) -> type | None:
+    if not listed(name):
         return None
     bgp.discover()
     try:
@@ -100,8 +185,7 @@ def _status_url(request: HttpRequest, command_id: str) -> str:
     return request.build_absolute_uri(reverse("celery_bgp:command-status", args=[command_id]))
 
 
-@require_POST
-@guarded
+@rest_view("POST")
 def submit_command(request: HttpRequest, name: str) -> HttpResponse:
     """Validate and dispatch a command; 202 Accepted with its status URL."""
     bgp = get_bgp()
@@ -112,6 +196,9 @@ def submit_command(request: HttpRequest, name: str) -> HttpResponse:
         return problem(415, "Unsupported media type", "send the command as application/json")
     try:
         body = json.loads(request.body or b"null")
+    except RequestDataTooBig:
+        return problem(413, "Command too large", "the body is larger than the server "
+                       "accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)")
     except ValueError as exc:
         return problem(400, "Invalid JSON", str(exc))
     except RecursionError:
@@ -121,11 +208,18 @@ def submit_command(request: HttpRequest, name: str) -> HttpResponse:
     preset = [field for field in SERVER_FIELDS if field in body]
     if preset:
         return problem(400, "Invalid command", f"{', '.join(preset)} are set by the server")
-    from ...commands import decode_command, new_command_id, utcnow
+    from ...commands import decode_command, encode_command, new_command_id, utcnow
 
     try:
         command = decode_command(command_type, {**body, "id": new_command_id(),
                                                 "timestamp": utcnow().isoformat()})
+        try:
+            encode_command(command)  # what dispatch sends; only this may raise ValueError
+        except InvalidCommand:
+            raise
+        except ValueError as exc:  # pydantic: "Maximum serialization depth exceeded"
+            return problem(400, "Invalid command",
+                           f"the command cannot be encoded as JSON: {exc}")
         bgp.dispatch(command)
     except PayloadTooLarge as exc:
         return problem(413, "Command too large", str(exc))
@@ -143,8 +237,7 @@ def _retry_after() -> int:
     return int(getattr(settings, "CELERY_BGP_REST_RETRY_AFTER", 10))
 
 
-@require_GET
-@guarded
+@rest_view("GET")
 def command_status(request: HttpRequest, command_id: str) -> HttpResponse:
     """Where the command is: 200 + Retry-After, 303 to the output, or a problem."""
     event = get_bgp().events.latest(command_id)
@@ -172,8 +265,7 @@ def command_status(request: HttpRequest, command_id: str) -> HttpResponse:
     return response
 
 
-@require_GET
-@guarded
+@rest_view("GET")
 def command_output(request: HttpRequest, command_id: str) -> HttpResponse:
     """The handler's return value, from the Celery result backend."""
     bgp = get_bgp()
