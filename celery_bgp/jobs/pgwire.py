@@ -18,12 +18,14 @@ transactions: inside a caller's transaction they take their general path.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from .model import ContinuationRecord, On, StateRecord
-from .relational import transition_values
+from .model import ContinuationRecord, On, StateRecord, Transition
+from .relational import check_transition, transition_values
+from .store import JobNotFound
 
 __all__ = ["JOB_COLUMNS", "LockedRow", "insert", "lock_row", "rollback", "write"]
 
@@ -144,3 +146,23 @@ def write(cursor: Any, job_id: str, row: LockedRow, state: StateRecord, *,
         found = [ContinuationRecord(parent, child, On.parse(on) if on else On(0), delete)
                  for parent, child, on, delete in cursor.fetchall()]
     return applied, found
+
+
+def transition(cursor: Any, job_id: str, state: StateRecord, *,
+               expected: Collection[str] | None, holder: str | None,
+               changes: Mapping[str, Any], take_lock: float | None, release_lock: bool,
+               continuations: bool, durable: bool) -> Transition:
+    """A store's ``transition`` in two round trips: lock, check, write (or roll back)."""
+    row = lock_row(cursor, job_id, durable)
+    try:
+        if row is None:
+            raise JobNotFound(f"no job {job_id}")
+        check_transition(job_id, row, state, expected, holder)
+        applied, found = write(cursor, job_id, row, state, holder=holder, changes=changes,
+                               take_lock=take_lock, release_lock=release_lock,
+                               continuations=continuations)
+    except BaseException:
+        with contextlib.suppress(Exception):  # a broken connection rolls back too
+            rollback(cursor)
+        raise
+    return Transition(row.state, applied, tuple(found))

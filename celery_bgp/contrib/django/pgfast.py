@@ -10,7 +10,7 @@ A transition through the ORM costs seven round trips (BEGIN, SET LOCAL, SELECT .
 FOR NO KEY UPDATE, INSERT, UPDATE, SELECT continuations, COMMIT) and the SQL
 compilation of each. Here, with psycopg 3's client-side binding (Django's default) and
 the connection in autocommit, it is two: the SQL the SQL stores share
-(:mod:`celery_bgp.jobs.pgwire`: :func:`lock_row`, :func:`write`, :func:`rollback`). A
+(:func:`celery_bgp.jobs.pgwire.transition`, called by the store itself). A
 new job's row, first states and properties are one multi-statement string, which
 PostgreSQL runs as one implicit transaction.
 
@@ -22,12 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery_bgp.jobs.pgwire import LockedRow, lock_row, rollback, write
-
 from .models import Job, JobProperty, JobState
 from .records import job_record
 
-__all__ = ["LockedRow", "available", "get", "insert", "lock_row", "rollback", "write"]
+__all__ = ["available", "get", "insert"]
 
 
 def available(connection: Any) -> bool:

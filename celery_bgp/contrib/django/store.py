@@ -45,6 +45,7 @@ from django.db.models.functions import Cast, Left
 from celery_bgp.commands import utcnow
 from celery_bgp.events.model import CommandEvent
 from celery_bgp.events.repository import group_by_command
+from celery_bgp.jobs import pgwire
 from celery_bgp.jobs.model import (
     ContinuationRecord,
     JobKind,
@@ -267,20 +268,10 @@ class DjangoJobStore(JobStore):
                        release_lock: bool, continuations: bool, durable: bool) -> Transition:
         """:meth:`transition` in two round trips (see :mod:`.pgfast`), same checks."""
         with self.connection.cursor() as cursor:
-            row = pgfast.lock_row(cursor, job_id, durable)
-            try:
-                if row is None:
-                    raise JobNotFound(f"no job {job_id}")
-                check_transition(job_id, row, state, expected, holder)
-                applied, found = pgfast.write(
-                    cursor, job_id, row, state, holder=holder, changes=changes,
-                    take_lock=take_lock, release_lock=release_lock,
-                    continuations=continuations)
-            except BaseException:
-                with contextlib.suppress(Exception):  # a broken connection rolls back too
-                    pgfast.rollback(cursor)
-                raise
-        return Transition(row.state, applied, tuple(found))
+            return pgwire.transition(
+                cursor, job_id, state, expected=expected, holder=holder, changes=changes,
+                take_lock=take_lock, release_lock=release_lock, continuations=continuations,
+                durable=durable)
 
     # -- continuations -----------------------------------------------------------------
 

@@ -23,7 +23,6 @@ is the PostgreSQL hot path of both):
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -177,20 +176,10 @@ class SQLAlchemyJobStore(CommandEvents, JobStore):
                        release_lock: bool, continuations: bool, durable: bool) -> Transition:
         """:meth:`transition` in two round trips (:mod:`celery_bgp.jobs.pgwire`)."""
         with self._cursor() as cursor:
-            row = pgwire.lock_row(cursor, job_id, durable)
-            try:
-                if row is None:
-                    raise JobNotFound(f"no job {job_id}")
-                check_transition(job_id, row, state, expected, holder)
-                applied, found = pgwire.write(
-                    cursor, job_id, row, state, holder=holder, changes=changes,
-                    take_lock=take_lock, release_lock=release_lock,
-                    continuations=continuations)
-            except BaseException:
-                with contextlib.suppress(Exception):  # a broken connection rolls back too
-                    pgwire.rollback(cursor)
-                raise
-        return Transition(row.state, applied, tuple(found))
+            return pgwire.transition(
+                cursor, job_id, state, expected=expected, holder=holder, changes=changes,
+                take_lock=take_lock, release_lock=release_lock, continuations=continuations,
+                durable=durable)
 
     # -- continuations -----------------------------------------------------------------
 
