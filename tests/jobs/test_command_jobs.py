@@ -18,30 +18,16 @@ from celery_bgp import BackgroundProcessing, CommandEvent, ErrorInfo, EventStatu
 from celery_bgp.commands import new_command_id, utcnow
 from celery_bgp.contrib.django.models import JobState
 from celery_bgp.contrib.django.store import DjangoJobStore
-from celery_bgp.priority import REDIS_PRIORITY_STEPS
 from tests.apps.commands import FailOnce
 from tests.conftest import BROKER_DB, failed, stack_env
 from tests.helpers.workers import WorkerProcess
+from tests.jobs.test_workers import publisher  # the worker app's stores, publisher side
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 S = EventStatus
 APP = "tests.apps.jobs_worker_app"
 EVENTS = "django-db://"
-
-
-def publisher(env: dict[str, str]) -> BackgroundProcessing:
-    """As the worker app: the Django store for jobs and for command events."""
-    app = Celery(f"cmd-jobs-pub-{uuid.uuid4().hex[:6]}", set_as_current=False)
-    app.conf.update(
-        broker_url=env["BGP_TEST_BROKER"], result_backend=env["BGP_TEST_BACKEND"],
-        task_default_queue=env["BGP_TEST_QUEUE"], task_queue_max_priority=10,
-        broker_transport_options={"priority_steps": REDIS_PRIORITY_STEPS,
-                                  "queue_order_strategy": "priority"},
-    )
-    return BackgroundProcessing(app, name="default", job_store="django://",
-                                job_modules=["tests.apps"], job_retry={"max_attempts": 1},
-                                event_repository=env["BGP_TEST_EVENTS"])
 
 
 @pytest.fixture(params=["redis", "amqp"])

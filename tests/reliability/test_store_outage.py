@@ -27,13 +27,13 @@ from celery_bgp.jobs.memory import MemoryJobStore
 from celery_bgp.jobs.monitor import recover, resend_stalled
 from celery_bgp.jobs.runner import JobFailed, JobStateNotRecorded, JobWasCancelled, run_job
 from celery_bgp.jobs.states import Enqueued, Retrying
-from celery_bgp.priority import REDIS_PRIORITY_STEPS
 from tests.apps import jobs as J
 from tests.conftest import BROKER_DB, failed, stack_env
 from tests.helpers.faults import record
 from tests.helpers.servers import PG_HOST, PG_PORT, require_server
 from tests.helpers.tcp_proxy import TcpProxy
 from tests.helpers.workers import WorkerProcess
+from tests.jobs.test_workers import publisher  # the worker app's stores, publisher side
 
 APP = "tests.apps.jobs_worker_app"
 FINAL = {"Succeeded", "Failed", "Cancelled", "Deleted"}
@@ -257,19 +257,6 @@ def test_the_stalled_sweep_can_be_switched_off():
 
 
 # -- real workers, PostgreSQL through a proxy the test cuts ---------------------------
-
-
-def publisher(env: dict[str, str]) -> BackgroundProcessing:
-    app = Celery(f"outage-pub-{uuid.uuid4().hex[:6]}", set_as_current=False)
-    app.conf.update(
-        broker_url=env["BGP_TEST_BROKER"], result_backend=env["BGP_TEST_BACKEND"],
-        task_default_queue=env["BGP_TEST_QUEUE"], task_queue_max_priority=10,
-        broker_transport_options={"priority_steps": REDIS_PRIORITY_STEPS,
-                                  "queue_order_strategy": "priority"},
-    )
-    return BackgroundProcessing(app, name="default", job_store="django://",
-                                job_modules=["tests.apps"], job_retry={"max_attempts": 1},
-                                event_repository=env["BGP_TEST_EVENTS"])
 
 
 @pytest.fixture(params=["redis", "amqp"])
