@@ -33,6 +33,7 @@ from .store import (
     event_order,
     fresh_events,
     in_life_order,
+    initial_states,
     state_from_event,
 )
 
@@ -64,9 +65,7 @@ class MemoryJobStore(JobStore):
 
     def create(self, job: JobRecord, initial: StateRecord | Sequence[StateRecord],
                properties: Mapping[str, Any] | None = None) -> None:
-        history = [initial] if isinstance(initial, StateRecord) else list(initial)
-        if not history or job.state != history[-1].name:
-            raise ValueError("job.state must be the last initial state's name")
+        history = initial_states(job, initial)
         props = {k: property_value(k, v) for k, v in (properties or {}).items()}
         with self._lock:
             if job.id in self._jobs:

@@ -48,6 +48,7 @@ __all__ = [
     "event_order",
     "fresh_events",
     "in_life_order",
+    "initial_states",
     "state_from_event",
 ]
 
@@ -126,6 +127,15 @@ def event_order(state: StateRecord) -> str | None:
                           state.elected, EventStatus(status))
     except (TypeError, ValueError):
         return None
+
+
+def initial_states(job: JobRecord, initial: StateRecord | Sequence[StateRecord]
+                   ) -> list[StateRecord]:
+    """A new job's first states, checked: every store's ``create`` starts here."""
+    history = [initial] if isinstance(initial, StateRecord) else list(initial)
+    if not history or job.state != history[-1].name:
+        raise ValueError("job.state must be the last initial state's name")
+    return history
 
 
 def fresh_events(events: Iterable[CommandEvent], recorded: Collection[str]) -> list[CommandEvent]:

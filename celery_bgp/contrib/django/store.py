@@ -72,6 +72,7 @@ from celery_bgp.jobs.store import (
     StoreSummary,
     fresh_events,
     in_life_order,
+    initial_states,
 )
 
 from . import pgfast
@@ -209,9 +210,7 @@ class DjangoJobStore(JobStore):
 
     def create(self, job: JobRecord, initial: StateRecord | Sequence[StateRecord],
                properties: Mapping[str, Any] | None = None) -> None:
-        history = [initial] if isinstance(initial, StateRecord) else list(initial)
-        if not history or job.state != history[-1].name:
-            raise ValueError("job.state must be the last initial state's name")
+        history = initial_states(job, initial)
         props = _property_rows(job.id, properties or {})
         row = job_row(job, len(history))
         states = [state_row(job.id, state, i) for i, state in enumerate(history, 1)]

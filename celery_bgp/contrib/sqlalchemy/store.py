@@ -57,6 +57,7 @@ from celery_bgp.jobs.store import (
     JobStore,
     StoreSummary,
     delayed_past,
+    initial_states,
 )
 
 from . import queries
@@ -102,9 +103,7 @@ class SQLAlchemyJobStore(CommandEvents, JobStore):
 
     def create(self, new: JobRecord, initial: StateRecord | Sequence[StateRecord],
                properties: Mapping[str, Any] | None = None) -> None:
-        history = [initial] if isinstance(initial, StateRecord) else list(initial)
-        if not history or new.state != history[-1].name:
-            raise ValueError("job.state must be the last initial state's name")
+        history = initial_states(new, initial)
         props = _property_rows(new.id, properties or {})
         row = job_values(new, len(history))
         states = [state_values(new.id, state, i) for i, state in enumerate(history, 1)]
