@@ -1,6 +1,7 @@
 """Real ``celery worker`` subprocesses for integration tests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -96,3 +97,38 @@ class WorkerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Supervisor:
+    """Restart a worker whenever it exits, as ``systemd Restart=always`` would.
+
+    docs/operations.rst advises running workers under a supervisor: a Redis crash while
+    messages are unacknowledged can make a worker exit (kombu/Celery), and the messages
+    come back to the next worker after the visibility timeout.
+    """
+
+    def __init__(self, worker: WorkerProcess, interval: float = 0.5) -> None:
+        import threading
+
+        self.worker = worker
+        self.interval = interval
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            proc = self.worker.proc
+            if proc is not None and proc.poll() is not None and not self._stop.is_set():
+                self.restarts += 1
+                # Exited again at once (the broker is still away): the next round retries.
+                with contextlib.suppress(RuntimeError):
+                    self.worker.start()
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -17,7 +17,7 @@ from tests.apps.commands import SlowAppend
 from tests.conftest import EVENTS_DB, SINK_DB, stack_env
 from tests.helpers.faults import record
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.workers import WorkerProcess
+from tests.helpers.workers import Supervisor, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,8 @@ def test_broker_down_for_ten_seconds(redis_base, tmp_path):
     commands = [SlowAppend(key=key, seconds=0.02) for _ in range(150)]
     failed: list[str] = []
     try:
-        with WorkerProcess(APP, env, [env["BGP_TEST_QUEUE"]], concurrency=2) as worker:
+        with WorkerProcess(APP, env, [env["BGP_TEST_QUEUE"]], concurrency=2) as worker, \
+                Supervisor(worker) as supervisor:  # a Redis crash may stop the worker
             outage = threading.Thread(target=server.restart_after, args=(10,))
 
             def send_all():
@@ -108,7 +109,8 @@ def test_broker_down_for_ten_seconds(redis_base, tmp_path):
                         [c.id for c in commands], timeout=120)
             if row["lost"]:
                 lost = {c.id for c in commands} - set(sink.lrange(key, 0, -1))
-                print(f"lost: {sorted(lost)}\n{worker.log()[-6000:]}")
+                print(f"lost: {sorted(lost)} (worker restarts: {supervisor.restarts})\n"
+                      f"{worker.log()[-6000:]}")
     finally:
         server.stop()
     assert failed == []
