@@ -186,6 +186,11 @@ def _adapter(command_type: type) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(command_type)
 
 
+def prepare(command_type: type) -> None:
+    """Build ``command_type``'s validator and serializer now rather than on first use."""
+    _adapter(command_type)
+
+
 def encode_command(command: Any, max_bytes: int | None = None, *,
                    validate: bool = False) -> dict[str, Any]:
     """Return the JSON-ready payload of ``command``.

@@ -7,6 +7,7 @@ the rest: brokers, workers, retries, canvas, beat, result backends, monitoring.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -26,10 +27,11 @@ from .commands import (
     command_name,
     decode_command,
     encode_command,
+    prepare,
     utcnow,
 )
 from .events import CommandEvent, ErrorInfo, EventRecorder, Events, EventStatus
-from .events.repository import resolve_repository
+from .events.repository import import_repository, resolve_repository
 from .exceptions import ImproperlyConfigured, InvalidCommand
 from .handlers import (
     HandlerFactory,
@@ -99,6 +101,7 @@ class BackgroundProcessing(JobsSupport):
         self.events = Events(self.recorder)
         bgp_signals.register_instance(self)
         signals.import_modules.connect(self._on_import_modules, sender=app, weak=False)
+        signals.worker_init.connect(self._before_fork, weak=False)
         app.bgp = self  # type: ignore[attr-defined]
         install_message_guard(app)  # a bad message never stops a worker (celery_bgp.worker)
         self.job_task = self._install_jobs()
@@ -204,6 +207,19 @@ class BackgroundProcessing(JobsSupport):
 
     def _on_import_modules(self, **_: Any) -> None:
         self.discover()
+
+    def _before_fork(self, sender: Any = None, **_: Any) -> None:
+        """In the worker's main process, before the pool forks: build what each child
+        would otherwise build on its first command (pydantic's validators and their
+        imports, the event repository's module), so the children share it."""
+        if getattr(sender, "app", None) is not self.app:
+            return
+        self.discover()
+        for spec in self.registry:
+            with contextlib.suppress(Exception):  # the first command reports it, as before
+                prepare(spec.command_type)
+        with contextlib.suppress(Exception):
+            import_repository(self.settings.event_repository)
 
     def _add(self, spec: HandlerSpec) -> CommandTask:
         with self._lock:

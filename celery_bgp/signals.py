@@ -51,6 +51,7 @@ _instances: weakref.WeakValueDictionary[str, BackgroundProcessing] = (
 _connected = False
 _connect_lock = threading.Lock()
 _ONE_TICK = timedelta(microseconds=1)
+_UNSET: Any = object()
 #: Seconds a stopping worker waits for queued events (longer if the store is down).
 SHUTDOWN_FLUSH_TIMEOUT = 5.0
 #: A dispatch stamp further ahead of this process's clock is malformed, not skew.
@@ -186,27 +187,38 @@ def _payload(body: Any) -> dict | None:
 def worker_timestamp(request: Any) -> datetime:
     """Now, but never earlier than the dispatch stamp carried by the message."""
     now = utcnow()
-    value = getattr(request, DISPATCHED_AT, None) if request is not None else None
-    stamp = dispatch_stamp(value, getattr(request, "id", None)) if value is not None else None
-    if stamp is not None:
-        floor = stamp + _ONE_TICK
-        if floor > now:
-            return floor
-    return now
+    floor = _floor(request) if request is not None else None
+    return floor if floor is not None and floor > now else now
+
+
+def _floor(request: Any) -> datetime | None:
+    """The earliest time a worker event of ``request`` may carry, parsed once per request."""
+    floor = getattr(request, "_bgp_floor", _UNSET)
+    if floor is _UNSET:
+        value = getattr(request, DISPATCHED_AT, None)
+        stamp = dispatch_stamp(value, getattr(request, "id", None)) if value is not None else None
+        floor = stamp + _ONE_TICK if stamp is not None else None
+        with contextlib.suppress(AttributeError):  # a request without a __dict__
+            request._bgp_floor = floor
+    return floor
 
 
 def _event(task: CommandTask, status: EventStatus, request: Any = None,
            **fields: Any) -> CommandEvent:
     request = request if request is not None else task.request
     command_id = fields.pop("command_id", None) or request.id
+    retries = getattr(request, "retries", 0)
+    requeues = getattr(request, REQUEUES, None)
     return CommandEvent(
         command_id=command_id,
         status=status,
         timestamp=worker_timestamp(request),
         command_name=task.command_name,
         worker=getattr(request, "hostname", None),
-        retries=header_count(getattr(request, "retries", 0), "retries", command_id),
-        requeues=header_count(getattr(request, REQUEUES, None), REQUEUES, command_id),
+        retries=retries if type(retries) is int and 0 <= retries <= MAX_COUNT
+        else header_count(retries, "retries", command_id),
+        requeues=0 if requeues is None
+        else header_count(requeues, REQUEUES, command_id),
         **fields,
     )
 
@@ -218,8 +230,14 @@ def acks_late(task: Any) -> bool:
 
 def _prerun(sender: Any = None, task_id: str | None = None, args: Any = None, **_: Any) -> None:
     if isinstance(sender, CommandTask):
-        payload = args[0] if args and isinstance(args[0], dict) else None
-        sender.bgp.record(_event(sender, EventStatus.PROCESSING, command_id=task_id,
+        # A celery-bgp dispatcher (its instance header) recorded the payload with
+        # DISPATCHED: storing it again per command would double the bytes written.
+        # A message from elsewhere (a plain send_task, another language) has no
+        # DISPATCHED, so its PROCESSING carries the payload.
+        request = sender.request
+        sent_by_bgp = getattr(request, INSTANCE, None) is not None
+        payload = args[0] if not sent_by_bgp and args and isinstance(args[0], dict) else None
+        sender.bgp.record(_event(sender, EventStatus.PROCESSING, request, command_id=task_id,
                                  command=payload))
 
 

@@ -16,6 +16,8 @@ import traceback as tb_module
 from datetime import datetime, timezone
 from typing import Any
 
+import pydantic_core
+
 __all__ = ["CommandEvent", "ErrorInfo", "EventStatus", "event_problem", "life_order",
            "newest_first"]
 
@@ -76,8 +78,9 @@ class ErrorInfo:
 class CommandEvent:
     """One step in a command's life.
 
-    ``command`` (the JSON payload) is carried by the DISPATCHED and PROCESSING
-    events; the others name the command only, to keep the store small.
+    ``command`` (the JSON payload) is carried by DISPATCHED, and by PROCESSING when
+    no celery-bgp dispatcher recorded a DISPATCHED (a message sent by other means);
+    the others name the command only, to keep the store small.
     """
 
     command_id: str
@@ -156,7 +159,15 @@ class CommandEvent:
 
     def to_json(self) -> str:
         """Compact JSON text of :meth:`to_dict`."""
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        return self.to_json_bytes().decode()
+
+    def to_json_bytes(self) -> bytes:
+        """:meth:`to_json` as UTF-8 bytes, for stores that send bytes (Redis).
+
+        pydantic-core's encoder: about seven times faster than :func:`json.dumps` on
+        an event with a payload, and a worker encodes two events per command.
+        """
+        return pydantic_core.to_json(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CommandEvent:
@@ -184,6 +195,8 @@ def event_problem(event: Any) -> str | None:
     """
     if not isinstance(event, CommandEvent):
         return f"not a CommandEvent but a {type(event).__name__}"
+    if _well_formed(event):  # what the receivers build: checked in one expression
+        return None
     command_id = event.command_id
     if not isinstance(command_id, str) or not command_id:
         return f"command_id is a {_kind(command_id)}, not a non-empty string"
@@ -207,6 +220,26 @@ def event_problem(event: Any) -> str | None:
     if event.error is not None and not isinstance(event.error, ErrorInfo):
         return f"error is a {_kind(event.error)}, not an ErrorInfo"
     return None
+
+
+_STR_OR_NONE = (str, type(None))
+
+
+def _well_formed(event: CommandEvent) -> bool:
+    """The common case of :func:`event_problem`, cheap: every field of its usual type."""
+    return (
+        type(event.command_id) is str and event.command_id != ""
+        and type(event.status) is EventStatus
+        and type(event.timestamp) is datetime and event.timestamp.tzinfo is not None
+        and isinstance(event.command_name, _STR_OR_NONE)
+        and isinstance(event.worker, _STR_OR_NONE)
+        and isinstance(event.reason, _STR_OR_NONE)
+        and isinstance(event.queue, _STR_OR_NONE)
+        and type(event.retries) is int and 0 <= event.retries <= MAX_COUNT
+        and type(event.requeues) is int and 0 <= event.requeues <= MAX_COUNT
+        and (event.command is None or type(event.command) is dict)
+        and (event.error is None or type(event.error) is ErrorInfo)
+    )
 
 
 def _kind(value: Any) -> str:

@@ -3,8 +3,13 @@
 In ``background`` mode (the default) an event is queued and a writer thread sends
 batches with :meth:`EventRepository.add_many`, so a dispatch or a task never waits
 for a round trip and bursts share one (the writer lingers ``linger`` seconds after
-the first event of a batch). A failing backend is retried for a while
-(events catch up when it returns), then the batch is dropped, logged and counted.
+the first event of a batch). The writer is woken once per batch, not per event:
+queueing an event is an append under a lock, and only the first event of a batch
+(or an urgent one, or a full batch) wakes the thread, because each wake-up costs the
+recording thread context switches and the GIL hand-off, on every task of a worker.
+
+A failing backend is retried for a while (events catch up when it returns), then
+the batch is dropped, logged and counted.
 ``sync`` mode writes inline (still never raising), for tests and for processes that
 must not keep a thread.
 
@@ -25,7 +30,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import queue
 import threading
 import time
 import weakref
@@ -100,9 +104,13 @@ class EventRecorder:
     def _reset(self) -> None:
         """(Re)create per-process state: at start and in a forked child."""
         self._pid = os.getpid()
-        self._queue: queue.SimpleQueue[CommandEvent | None] = queue.SimpleQueue()
-        self._pending = 0
-        self._cond = threading.Condition()
+        self._buffer: deque[CommandEvent] = deque()  # queued, not yet taken by the writer
+        self._pending = 0  # queued or being written
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # waiters: flush() and wait_written()
+        self._wake = threading.Condition(lock)  # waiter: the writer thread
+        self._writer_waits = False  # the writer sleeps on _wake for the next batch
+        self._lingering = False  # the writer sleeps on _wake until the linger ends
         self._thread: threading.Thread | None = None
         self._stats_lock = threading.Lock()
         self._queued = 0  # events ever queued: the ticket of the last one
@@ -143,7 +151,10 @@ class EventRecorder:
             ticket = self._queued
             if urgent:
                 self._urgent = ticket
-            self._queue.put(event)  # under the lock: tickets follow the queue's order
+            self._buffer.append(event)  # under the lock: tickets follow the queue's order
+            if self._writer_waits or (self._lingering and (
+                    urgent or len(self._buffer) >= self.batch_size)):
+                self._wake.notify()
         if self._thread is None or not self._thread.is_alive():
             self._start()
         return ticket
@@ -196,33 +207,54 @@ class EventRecorder:
 
     def _run(self) -> None:
         while True:
+            batch = self._next_batch()
             try:
-                first = self._queue.get(timeout=IDLE_AFTER)
-            except queue.Empty:
-                self._idle()
-                first = self._queue.get()
-            batch = [first]
-            start = self._done  # tickets above this one are in this batch or later
-            # Linger a few ms so a burst (or PROCESSING + PROCESSED of a fast task)
-            # shares one round trip; the first event's wait bounds the added latency.
-            # Someone waiting for an event (urgent) ends the lingering.
-            deadline = time.monotonic() + self.linger
-            while len(batch) < self.batch_size:
-                try:
-                    remaining = deadline - time.monotonic()
-                    if remaining > 0 and self._urgent <= start:
-                        batch.append(self._queue.get(timeout=remaining))
-                    else:
-                        batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._write([e for e in batch if e is not None], retry=True)
+                self._write(batch, retry=True)
             finally:
                 with self._cond:
                     self._pending -= len(batch)
                     self._done += len(batch)
                     self._cond.notify_all()
+
+    def _next_batch(self) -> list[CommandEvent]:
+        """Sleep until events come, linger for more, then take up to ``batch_size``.
+
+        Lingering lets a burst (or PROCESSING + PROCESSED of a fast task) share one
+        round trip; the first event's wait bounds the added latency. An urgent event
+        (someone waits for it) or a full batch ends the lingering.
+        """
+        with self._wake:
+            while not self._buffer:
+                self._writer_waits = True
+                try:
+                    woken = self._wake.wait(IDLE_AFTER)
+                finally:
+                    self._writer_waits = False
+                if not woken and not self._buffer:
+                    self._wake.release()  # the idle hook may do I/O: not under the lock
+                    try:
+                        self._idle()
+                    finally:
+                        self._wake.acquire()
+                    while not self._buffer:
+                        self._writer_waits = True
+                        try:
+                            self._wake.wait()
+                        finally:
+                            self._writer_waits = False
+            start = self._done  # tickets above this one are in this batch or later
+            deadline = time.monotonic() + self.linger
+            self._lingering = True
+            try:
+                while len(self._buffer) < self.batch_size and self._urgent <= start:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.wait(remaining)
+            finally:
+                self._lingering = False
+            take = min(len(self._buffer), self.batch_size)
+            return [self._buffer.popleft() for _ in range(take)]
 
     def _idle(self) -> None:
         try:

@@ -49,6 +49,26 @@ def test_dispatch_runs_the_handler_and_records_its_life(stack):
     assert events[0].timestamp >= processing.timestamp > dispatched.timestamp
 
 
+def test_the_payload_is_stored_once_and_a_foreign_message_still_shows_it(stack):
+    """DISPATCHED carries the command; PROCESSING does not repeat it, unless no
+    celery-bgp dispatcher recorded a DISPATCHED (a message sent by other means)."""
+    bgp = stack.publisher()
+    command = Echo(text="once")
+    bgp.dispatch(command).get(timeout=20)
+    bgp.events.wait_for(command.id)
+    by_status = {e.status: e for e in bgp.events.all(command.id)}
+    assert by_status[S.DISPATCHED].command["text"] == "once"
+    assert by_status[S.PROCESSING].command is None
+
+    foreign = uuid.uuid4().hex
+    bgp.app.send_task("bgp.tests.apps.commands.Echo", args=({"id": foreign, "text": "x"},),
+                      task_id=foreign)
+    assert bgp.events.wait_for(foreign).status is S.PROCESSED
+    by_status = {e.status: e for e in bgp.events.all(foreign)}
+    assert S.DISPATCHED not in by_status
+    assert by_status[S.PROCESSING].command == {"id": foreign, "text": "x"}
+
+
 def test_async_class_handler(stack):
     bgp = stack.publisher()
     command = AsyncEcho(text="quiet")

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 
-from celery_bgp import CommandEvent, EventStatus
+from celery_bgp import CommandEvent, ErrorInfo, EventStatus
 from celery_bgp.events import repository_from_url
 from celery_bgp.events.django_cache import DjangoCacheEventRepository
 from tests.conftest import EVENTS_DB
@@ -134,6 +134,23 @@ def test_redis_batch_is_one_round_trip(redis_base):
     repo.add_many([ev(f"c{i % 10}", S.PROCESSING, i) for i in range(100)])
     assert calls == [10]  # one script call for ten commands' hundred events
     assert all(len(repo.all(f"c{i}")) == 10 for i in range(10))
+
+
+def test_redis_keeps_line_breaks_inside_events(redis_base):
+    """A batch travels as newline-joined JSON texts: breaks inside values survive."""
+    repo = repository_from_url(f"{redis_base}/{EVENTS_DB}?prefix=nl-{uuid.uuid4().hex[:6]}")
+    cid = uuid.uuid4().hex
+    text = "line one\nline two\r\n\u2028end\u2029 \\n"
+    error = ErrorInfo(type="ValueError", message=text, traceback="Traceback\n  File x\n")
+    repo.add_many([
+        CommandEvent(cid, S.DISPATCHED, T0, command={"id": cid, "text": text, "\n": [text]}),
+        CommandEvent(cid, S.ERROR, T0 + timedelta(seconds=1), error=error, reason=text),
+        ev(cid, S.RETRYING, 2),
+    ])
+    events = repo.all(cid)
+    assert [e.status for e in events] == [S.RETRYING, S.ERROR, S.DISPATCHED]
+    assert events[2].command == {"id": cid, "text": text, "\n": [text]}
+    assert events[1].error == error and events[1].reason == text
 
 
 def test_django_cache_events_expire_after_their_write_and_gaps_are_skipped():
