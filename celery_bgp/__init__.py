@@ -6,6 +6,7 @@ signals feed an event repository that tells where each command is in its life.
 from __future__ import annotations
 
 from .commands import BackgroundCommand, Command, command_name, new_command_id
+from .daemons import DaemonContext
 from .events import CommandEvent, ErrorInfo, EventRepository, EventStatus
 from .exceptions import (
     BGPError,
@@ -33,6 +34,7 @@ __all__ = [
     "Command",
     "CommandEvent",
     "CommandHandler",
+    "DaemonContext",
     "DispatchContext",
     "ErrorInfo",
     "EventRepository",

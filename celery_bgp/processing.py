@@ -30,6 +30,7 @@ from .commands import (
     prepare,
     utcnow,
 )
+from .daemons.support import DaemonsSupport
 from .events import CommandEvent, ErrorInfo, EventRecorder, Events, EventStatus
 from .events.repository import import_repository, resolve_repository
 from .exceptions import ImproperlyConfigured, InvalidCommand
@@ -57,7 +58,7 @@ def _default_factory(handler_class: type) -> Any:
     return handler_class()
 
 
-class BackgroundProcessing(JobsSupport):
+class BackgroundProcessing(JobsSupport, DaemonsSupport):
     """Typed commands (and, with a job store, tracked jobs) on a Celery app.
 
     Arguments:

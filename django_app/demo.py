@@ -245,6 +245,9 @@ def run(args: argparse.Namespace, console, stack: Stack) -> int:
         console.print(f"  {line}", markup=False, soft_wrap=True)
     console.print("          then GET the Location it answers (curl -b, same cookie file): "
                   "200 while it runs, 303 to the output.", soft_wrap=True)
+    console.print(f"Daemon:   stock-watcher, kept alive by the worker: {url}celery_bgp/daemon/ "
+                  "(select it, then the action 'Stop selected daemons' or 'Start ...')",
+                  soft_wrap=True)
     console.print(f"Logs:     {args.data / 'worker.log'}, {args.data / 'web.log'}")
     if earlier:
         console.print(f"Earlier:  {earlier} jobs of earlier runs are in {args.data} (the "
@@ -280,12 +283,16 @@ STYLES = {"Succeeded": "green", "Failed": "bold red", "Executing": "cyan", "Enqu
           "Retrying": "yellow", "Awaiting": "magenta", "Deleted": "dim", "Cancelled": "dim"}
 
 
+DAEMON_STYLES = {"running": "green", "faulted": "red", "stopped": "yellow"}
+
+
 def watch(console, stack: Stack, bgp, samples: dict[str, str], since: datetime) -> None:
     """Print every state change and log line of the sample work (and later work) from
     ``since`` on, until Ctrl-C. Jobs of earlier runs (a ``--data`` folder used before)
     are not replayed: only what they do from now on is shown."""
     labels = {job_id: label for label, job_id in samples.items()}
     seen: dict[str, tuple[str, int]] = {}
+    daemons: dict[str, str] = {}
     announced = False
     while True:
         stack.check()
@@ -305,6 +312,13 @@ def watch(console, stack: Stack, bgp, samples: dict[str, str], since: datetime) 
             for line in logs[printed:]:
                 console.print(f"{time.strftime('%H:%M:%S')}  {label:<45} [dim]{line.message}[/]")
             seen[job.id] = (job.state, len(logs))
+        for daemon in bgp.daemons.all():
+            shown = f"{daemon.status} on {daemon.worker}" if daemon.worker else daemon.status
+            if daemons.get(daemon.id) != shown:
+                daemons[daemon.id] = shown
+                style = DAEMON_STYLES.get(daemon.status, "")
+                console.print(f"{time.strftime('%H:%M:%S')}  {'daemon ' + daemon.name:<45} "
+                              f"[{style}]{shown}[/]")
         states = {seen.get(job_id, ("", 0))[0] for job_id in samples.values()}
         if not announced and states <= {"Succeeded", "Failed"}:
             announced = True

@@ -52,3 +52,4 @@ def _command(name: str, **attrs: Any):
 
 
 from . import commands as _commands  # noqa: E402,F401  (registers the subcommands)
+from . import daemons as _daemons  # noqa: E402,F401  (celery bgp daemons / daemon, issue 16)

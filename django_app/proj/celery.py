@@ -15,3 +15,5 @@ app.autodiscover_tasks()
 
 bgp = BackgroundProcessing(app)  # settings: CELERY_BGP_* in proj/settings.py
 bgp.autodiscover_handlers()  # imports <app>.handlers of every installed app
+# A daemon the worker keeps alive: admin -> Daemons -> select it -> "Stop selected daemons".
+bgp.daemon("stock-watcher", "shop.daemons:watch_stock", restart="unless-stopped")

@@ -54,6 +54,7 @@ def test_the_demo_runs_every_sample_and_stops_cleanly(tmp_path, broker, request)
                       "charge card", "send reminder (delayed 20s)", "ship order (continuation)"):
             assert label in output
         assert "report 2026-10: step 10/10" in output
+        assert re.search(r"daemon stock-watcher\s+running on demo@", output), output
         login = urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=10)
         assert login.status == 200
         assert b"Django administration" in login.read()

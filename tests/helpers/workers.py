@@ -24,7 +24,7 @@ class WorkerProcess:
         queues: list[str],
         *,
         pool: str = "prefork",
-        concurrency: int = 2,
+        concurrency: int | None = 2,
         extra_args: tuple[str, ...] = (),
         cwd: str | os.PathLike | None = None,
     ) -> None:
@@ -57,8 +57,9 @@ class WorkerProcess:
         )
         cmd = [
             sys.executable, "-m", "celery", "-A", self.app_module, "worker",
-            "-P", self.pool, "-c", str(self.concurrency), "-n", self.hostname,
-            "-Q", ",".join(self.queues), "-l", "INFO",
+            "-P", self.pool, *(["-c", str(self.concurrency)] if self.concurrency else []),
+            "-n", self.hostname,
+            *(["-Q", ",".join(self.queues)] if self.queues else []), "-l", "INFO",
             "--without-gossip", "--without-mingle", *self.extra_args,
         ]
         self.proc = subprocess.Popen(

@@ -254,3 +254,4 @@ class JobAdmin(admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/celery_bgp/job/dashboard.html", context)
+from . import admin_daemons as _admin_daemons  # noqa: E402,F401  (daemons, issue 16)

@@ -203,3 +203,4 @@ class Continuation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.parent_id} -> {self.child_id} on {self.on}"
+from .daemon_models import Daemon, DaemonLog  # noqa: E402,F401  (daemons, issue 16)
