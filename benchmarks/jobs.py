@@ -1,43 +1,125 @@
-"""Tracked jobs against plain Celery with django-celery-results, on PostgreSQL.
+"""Tracked jobs against plain Celery + django-celery-results and procrastinate, on PostgreSQL.
 
     python benchmarks/jobs.py [-n 5000] [--rounds 2] [--store db+postgresql://...]
+                              [--db NAME] [--no-procrastinate]
 
-One worker (prefork, concurrency 2) on Redis runs both; in the same run, N jobs are
-enqueued and completed with the Django job store, and N plain ``@app.task`` calls are
-sent with ``result_backend="django-db"`` and ``result_extended=True`` (what a Django user
-has today to see tasks in the admin). Throughput = N / (first send -> last completion).
-Goal (issue 4): at least 0.6 of plain Celery. The search/count latency over 200,000
-stored jobs is benchmarks/jobs_query.py.
+In one run, on one PostgreSQL database (``--db``, default ``bgp_bench_throughput``,
+dropped and made anew; give the benchmark a name of its own), rounds alternate:
+
+- plain Celery: N ``@app.task`` calls with ``result_backend="django-db"`` and
+  ``result_extended=True`` (what a Django user has today to see tasks in the admin),
+  one worker (prefork, concurrency 2) on Redis;
+- celery-bgp jobs: N ``bgp.jobs.enqueue`` with the Django job store, the same worker;
+- procrastinate (a PostgreSQL-backed queue that keeps each job's status in a table):
+  N ``defer`` of the same no-op (an ``async`` task), two workers of concurrency 2
+  (``pip install procrastinate``; ``--no-procrastinate`` skips it).
+
+Per system: throughput (N / first send -> last completion), the enqueue call's latency
+(p50, p99; the workers run meanwhile), PostgreSQL CPU per job (the CPU of the
+database's server processes serving the benchmark database, from first send to last
+completion), the share of its table's row updates that were HOT (``n_tup_hot_upd`` /
+``n_tup_upd``), and for celery-bgp the SQL round trips one job costs each store.
 
 ``--store db+postgresql://...`` adds the SQLAlchemy job store on that database (its
-tables are created or upgraded, nothing is dropped): the same N jobs through a worker
-started on it, in the same run, and the round trips one job costs each store on
-PostgreSQL (psycopg statements sent: create, then the worker's read and two
-transitions). ``BGP_BENCH_BROKER`` names the Redis database used as broker: it is
-flushed, so give the benchmark one of its own.
+tables are created or upgraded, nothing is dropped). The broker is the benchmark's own
+redis-server (benchmarks/private_redis.py) unless ``BGP_BENCH_BROKER`` names one: a
+Redis database of yours is never flushed.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks import private_redis  # noqa: E402  (before the app reads its URLs)
 
-DB = os.environ.setdefault("BGP_BENCH_DB", "bgp_bench_throughput")  # dropped and made anew
+
+def _database_option() -> str:
+    """``--db`` is read before Django is configured (benchmarks.jobs_app reads it)."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--db" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--db="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("BGP_BENCH_DB", "bgp_bench_throughput")
+
+
+DB = os.environ["BGP_BENCH_DB"] = _database_option()  # dropped and made anew
+ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
 
 
 def reset_database() -> None:
     import psycopg
 
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+    with psycopg.connect(ADMIN, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{DB}"')
+
+
+class PgMeter:
+    """CPU of the server processes serving the benchmark database, and update counters."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self.admin = psycopg.connect(ADMIN, autocommit=True)
+        self.db = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB}", autocommit=True)
+
+    def cpu(self) -> float:
+        import psutil
+
+        pids = [pid for (pid,) in self.admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [DB])]
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):  # a backend that has just ended
+                total += sum(psutil.Process(pid).cpu_times()[:2])
+        return total
+
+    def updates(self, table: str) -> tuple[int, int]:
+        time.sleep(1.2)  # backends report their counters about once a second
+        row = self.db.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                              "WHERE relname = %s", [table]).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+
+@dataclass
+class Run:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    pg_cpu_us: float
+    updates: int
+    hot: int
+
+
+def timed_round(meter: PgMeter, n: int, send, count_done, table: str) -> Run:
+    """Send N jobs with ``send(i)`` (each call timed) and wait until ``count_done()``."""
+    before_upd = meter.updates(table)
+    cpu0 = meter.cpu()
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        send(i)
+        latencies.append(time.perf_counter() - t)
+    wait(count_done, n)
+    elapsed = time.perf_counter() - start
+    cpu1 = meter.cpu()
+    after_upd = meter.updates(table)
+    latencies.sort()
+    return Run(n / elapsed, latencies[len(latencies) // 2] * 1e3,
+               latencies[int(len(latencies) * 0.99)] * 1e3, (cpu1 - cpu0) / n * 1e6,
+               after_upd[0] - before_upd[0], after_upd[1] - before_upd[1])
 
 
 def wait(count_done, n: int, timeout: float = 600) -> None:
@@ -53,6 +135,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--store", help="also the SQLAlchemy store: db+postgresql://...")
+    parser.add_argument("--db", default=DB, help="PostgreSQL database (dropped, made anew)")
+    parser.add_argument("--no-procrastinate", action="store_true")
     args = parser.parse_args()
     reset_database()
     from django.core.management import call_command
@@ -67,37 +151,96 @@ def main() -> None:
 
     if private_redis.OWNED:  # never empty a database of a Redis you pointed us at
         redis.Redis.from_url(app.conf.broker_url).flushdb()
-    plain_rates, job_rates = [], []
+    procrastinate = None if args.no_procrastinate else Procrastinate()
+    meter = PgMeter()
+    runs: dict[str, list[Run]] = {"plain": [], "jobs": [], "procrastinate": []}
     with WorkerProcess("benchmarks.jobs_app", {"BGP_BENCH_DB": DB}, ["bench-jobs"],
                        concurrency=2):
         for _ in range(args.rounds):
             TaskResult.objects.all().delete()
-            start = time.perf_counter()
-            for i in range(args.n):
-                plain_add.delay(i, i)
-            wait(lambda: TaskResult.objects.filter(status="SUCCESS").count(), args.n)
-            plain_rates.append(args.n / (time.perf_counter() - start))
-
+            runs["plain"].append(timed_round(
+                meter, args.n, lambda i: plain_add.delay(i, i),
+                lambda: TaskResult.objects.filter(status="SUCCESS").count(),
+                "django_celery_results_taskresult"))
             before = bgp.jobs.count(Q(state="Succeeded"))
-            start = time.perf_counter()
-            for i in range(args.n):
-                bgp.jobs.enqueue(add, i, i)
-            wait(lambda b=before: bgp.jobs.count(Q(state="Succeeded")) - b, args.n)
-            job_rates.append(args.n / (time.perf_counter() - start))
-    plain, jobs = statistics.median(plain_rates), statistics.median(job_rates)
-    rows = [("celery-bgp jobs, Django store", jobs, round_trips(bgp))]
+            runs["jobs"].append(timed_round(
+                meter, args.n, lambda i: bgp.jobs.enqueue(add, i, i),
+                lambda b=before: bgp.jobs.count(Q(state="Succeeded")) - b,
+                "celery_bgp_job"))
+            if procrastinate is not None:
+                runs["procrastinate"].append(procrastinate.round(meter, args.n))
+    if procrastinate is not None:
+        procrastinate.stop()
+    med = {name: Run(*(statistics.median(getattr(r, f) for r in rows)
+                       for f in Run.__dataclass_fields__))
+           for name, rows in runs.items() if rows}
+    print(f"\nN={args.n}, {args.rounds} rounds, median; Celery: worker prefork -c 2, Redis; "
+          "procrastinate: 2 workers -c 2; one PostgreSQL database")
+    header = (f"{'':34}{'jobs/s':>8}{'x plain':>9}{'enqueue p50':>13}{'p99':>8}"
+              f"{'PG CPU/job':>12}{'HOT upd':>9}")
+    print(header)
+    labels = {"plain": "plain Celery + django-db results", "jobs": "celery-bgp jobs, Django",
+              "procrastinate": "procrastinate"}
+    for name, run in med.items():
+        hot = f"{run.hot / run.updates:.0%}" if run.updates else "-"
+        print(f"{labels[name]:34}{run.rate:>8,.0f}{run.rate / med['plain'].rate:>9.2f}"
+              f"{run.p50_ms:>10.2f} ms{run.p99_ms:>8.2f}{run.pg_cpu_us:>9,.0f} us{hot:>9}")
+    jobs = med["jobs"]
+    print(f"\ncelery-bgp jobs / plain Celery: throughput {jobs.rate / med['plain'].rate:.2f}, "
+          f"enqueue p50 {jobs.p50_ms / med['plain'].p50_ms:.2f}x, "
+          f"PG CPU per job {jobs.pg_cpu_us / med['plain'].pg_cpu_us:.2f}x")
+    if "procrastinate" in med:
+        print(f"celery-bgp jobs / procrastinate: throughput "
+              f"{jobs.rate / med['procrastinate'].rate:.2f}")
+    trips = [("Django store", round_trips(bgp))]
     if args.store:
-        rows.append(("celery-bgp jobs, SQLAlchemy store", sqlalchemy_rate(args), None))
         from benchmarks.jobs_app import publisher
 
-        rows[-1] = (rows[-1][0], rows[-1][1], round_trips(publisher(args.store)))
-    print(f"\nN={args.n}, {args.rounds} rounds, median; worker prefork -c 2, Redis, PostgreSQL")
-    print(f"{'enqueue-to-complete jobs/s':36}{'jobs/s':>10}{'ratio':>8}"
-          f"{'round trips (create + worker)':>32}")
-    print(f"{'plain Celery + django-db results':36}{plain:>10,.0f}{1:>8.2f}")
-    for label, rate, trips in rows:
-        create, worker = trips
-        print(f"{label:36}{rate:>10,.0f}{rate / plain:>8.2f}{f'{create} + {worker}':>32}")
+        rate = sqlalchemy_rate(args)
+        print(f"celery-bgp jobs, SQLAlchemy store: {rate:,.0f} jobs/s, "
+              f"{rate / med['plain'].rate:.2f} of plain Celery")
+        trips.append(("SQLAlchemy store", round_trips(publisher(args.store))))
+    for label, (create, worker) in trips:
+        print(f"SQL round trips per job, {label}: {create} to create + {worker} in the worker")
+
+
+class Procrastinate:
+    """procrastinate's schema, its workers, and a publisher, on the benchmark database."""
+
+    def __init__(self) -> None:
+        from benchmarks import procrastinate_app
+
+        self.app = procrastinate_app.app
+        self.app.open()
+        self.app.schema_manager.apply_schema()
+        env = {**os.environ, "BGP_BENCH_DB": DB, "BGP_BENCH_PROCRASTINATE_WORKER": "1",
+               "PYTHONPATH": str(ROOT)}
+        self.workers = [subprocess.Popen(
+            [sys.executable, "-m", "procrastinate", "--app", "benchmarks.procrastinate_app.app",
+             "worker", "--queues", "bench-jobs", "--concurrency", "2",
+             "--delete-jobs", "never"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)]
+        self.done = 0
+
+    def succeeded(self) -> int:
+        row = self.app.connector.execute_query_one(
+            "SELECT count(*) AS done FROM procrastinate_jobs WHERE status = 'succeeded'")
+        return row["done"]
+
+    def round(self, meter: PgMeter, n: int) -> Run:
+        from benchmarks.procrastinate_app import add
+
+        before = self.succeeded()
+        return timed_round(meter, n, lambda i: add.defer(a=i, b=i),
+                           lambda: self.succeeded() - before, "procrastinate_jobs")
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.terminate()
+        for worker in self.workers:
+            worker.wait(30)
+        self.app.close()
 
 
 def sqlalchemy_rate(args) -> float:

@@ -10,7 +10,10 @@ and dashboard, the engine's query API, retention and the lock monitor):
 - ``(priority, created)``, ``(name, created)``: the admin's other filters.
 - ``(environment, state, modified)``: retention (purge old finished jobs per
   environment) and environment-scoped state queries.
-- ``(state, lock_expires)``: the monitor's "Executing with an expired lock".
+- no index holds a lock column, so a heartbeat (which changes only ``lock_heartbeat``
+  and ``lock_expires``) is a HOT update on PostgreSQL: no index is written. The
+  monitor's "Executing with an expired lock" reads the few Executing rows through
+  ``(state, created)``.
 - states ``(name, job)``: ``past_state`` (which jobs were ever Failed); the unique
   ``(job, sequence)`` serves one job's history and per-job probes; the unique
   ``(job, life_order)`` makes a command event one row however often it is written
@@ -78,7 +81,6 @@ class Job(models.Model):
             models.Index(fields=["priority", "created"], name="bgp_job_priority"),
             models.Index(fields=["name", "created"], name="bgp_job_name"),
             models.Index(fields=["environment", "state", "modified"], name="bgp_job_env_state"),
-            models.Index(fields=["state", "lock_expires"], name="bgp_job_lock_expires"),
         ]
         #: The admin's actions (delete uses Django's own ``delete_job``).
         permissions = [("requeue_job", "Can requeue jobs"), ("cancel_job", "Can cancel jobs")]
