@@ -76,20 +76,36 @@ class PgMeter:
     def cpu(self) -> float:
         import psutil
 
+        own = self.db.execute("SELECT pg_backend_pid()").fetchone()[0]  # counts progress
         pids = [pid for (pid,) in self.admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [DB])]
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> %s", [DB, own])]
         total = 0.0
         for pid in pids:
             with contextlib.suppress(psutil.Error):  # a backend that has just ended
                 total += sum(psutil.Process(pid).cpu_times()[:2])
         return total
 
+    def count(self, sql: str) -> int:
+        """A progress count, on this meter's connection (not counted as the system's CPU)."""
+        return self.db.execute(sql).fetchone()[0]
+
     def updates(self, table: str) -> tuple[int, int]:
-        time.sleep(1.2)  # backends report their counters about once a second
+        """(n_tup_upd, n_tup_hot_upd) of ``table`` as reported so far (an idle backend
+        reports within 10 s: wait for it with :meth:`settle`)."""
         row = self.db.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
                               "WHERE relname = %s", [table]).fetchone()
         return (row[0], row[1]) if row else (0, 0)
+
+    @staticmethod
+    def settle() -> None:
+        """Let idle server processes report their table counters (PostgreSQL: 10 s), and
+        this process's Django connection at once."""
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+            cursor.execute("SELECT 1")
+        time.sleep(11)
 
 
 @dataclass
@@ -98,13 +114,14 @@ class Run:
     p50_ms: float
     p99_ms: float
     pg_cpu_us: float
-    updates: int
-    hot: int
 
 
-def timed_round(meter: PgMeter, n: int, send, count_done, table: str) -> Run:
+TABLES = {"plain": "django_celery_results_taskresult", "jobs": "celery_bgp_job",
+          "procrastinate": "procrastinate_jobs"}
+
+
+def timed_round(meter: PgMeter, n: int, send, count_done) -> Run:
     """Send N jobs with ``send(i)`` (each call timed) and wait until ``count_done()``."""
-    before_upd = meter.updates(table)
     cpu0 = meter.cpu()
     latencies = []
     start = time.perf_counter()
@@ -115,11 +132,9 @@ def timed_round(meter: PgMeter, n: int, send, count_done, table: str) -> Run:
     wait(count_done, n)
     elapsed = time.perf_counter() - start
     cpu1 = meter.cpu()
-    after_upd = meter.updates(table)
     latencies.sort()
     return Run(n / elapsed, latencies[len(latencies) // 2] * 1e3,
-               latencies[int(len(latencies) * 0.99)] * 1e3, (cpu1 - cpu0) / n * 1e6,
-               after_upd[0] - before_upd[0], after_upd[1] - before_upd[1])
+               latencies[int(len(latencies) * 0.99)] * 1e3, (cpu1 - cpu0) / n * 1e6)
 
 
 def wait(count_done, n: int, timeout: float = 600) -> None:
@@ -142,7 +157,6 @@ def main() -> None:
     from django.core.management import call_command
 
     from benchmarks.jobs_app import add, app, bgp, plain_add
-    from celery_bgp.jobs import Q
     from tests.helpers.workers import WorkerProcess
 
     call_command("migrate", verbosity=0)
@@ -154,21 +168,27 @@ def main() -> None:
     procrastinate = None if args.no_procrastinate else Procrastinate()
     meter = PgMeter()
     runs: dict[str, list[Run]] = {"plain": [], "jobs": [], "procrastinate": []}
+    counters = {name: meter.updates(table) for name, table in TABLES.items()}
     with WorkerProcess("benchmarks.jobs_app", {"BGP_BENCH_DB": DB}, ["bench-jobs"],
                        concurrency=2):
         for _ in range(args.rounds):
             TaskResult.objects.all().delete()
             runs["plain"].append(timed_round(
                 meter, args.n, lambda i: plain_add.delay(i, i),
-                lambda: TaskResult.objects.filter(status="SUCCESS").count(),
-                "django_celery_results_taskresult"))
-            before = bgp.jobs.count(Q(state="Succeeded"))
+                lambda: meter.count("SELECT count(*) FROM django_celery_results_taskresult "
+                                    "WHERE status = 'SUCCESS'")))
+            done = "SELECT count(*) FROM celery_bgp_job WHERE state = 'Succeeded'"
+            before = meter.count(done)
             runs["jobs"].append(timed_round(
                 meter, args.n, lambda i: bgp.jobs.enqueue(add, i, i),
-                lambda b=before: bgp.jobs.count(Q(state="Succeeded")) - b,
-                "celery_bgp_job"))
+                lambda b=before, d=done: meter.count(d) - b))
             if procrastinate is not None:
                 runs["procrastinate"].append(procrastinate.round(meter, args.n))
+    meter.settle()
+    hot = {}
+    for name, table in TABLES.items():
+        (upd0, hot0), (upd1, hot1) = counters[name], meter.updates(table)
+        hot[name] = f"{(hot1 - hot0) / (upd1 - upd0):.0%}" if upd1 > upd0 else "no upd"
     if procrastinate is not None:
         procrastinate.stop()
     med = {name: Run(*(statistics.median(getattr(r, f) for r in rows)
@@ -182,9 +202,9 @@ def main() -> None:
     labels = {"plain": "plain Celery + django-db results", "jobs": "celery-bgp jobs, Django",
               "procrastinate": "procrastinate"}
     for name, run in med.items():
-        hot = f"{run.hot / run.updates:.0%}" if run.updates else "-"
         print(f"{labels[name]:34}{run.rate:>8,.0f}{run.rate / med['plain'].rate:>9.2f}"
-              f"{run.p50_ms:>10.2f} ms{run.p99_ms:>8.2f}{run.pg_cpu_us:>9,.0f} us{hot:>9}")
+              f"{run.p50_ms:>10.2f} ms{run.p99_ms:>8.2f}{run.pg_cpu_us:>9,.0f} us"
+              f"{hot[name]:>9}")
     jobs = med["jobs"]
     print(f"\ncelery-bgp jobs / plain Celery: throughput {jobs.rate / med['plain'].rate:.2f}, "
           f"enqueue p50 {jobs.p50_ms / med['plain'].p50_ms:.2f}x, "
@@ -192,6 +212,9 @@ def main() -> None:
     if "procrastinate" in med:
         print(f"celery-bgp jobs / procrastinate: throughput "
               f"{jobs.rate / med['procrastinate'].rate:.2f}")
+    updates, hot = heartbeats(bgp, meter)
+    print(f"heartbeats (a running job's lock renewals), Django store: {hot} of {updates} "
+          f"row updates HOT ({hot / max(updates, 1):.0%})")
     trips = [("Django store", round_trips(bgp))]
     if args.store:
         from benchmarks.jobs_app import publisher
@@ -223,17 +246,13 @@ class Procrastinate:
             for _ in range(2)]
         self.done = 0
 
-    def succeeded(self) -> int:
-        row = self.app.connector.execute_query_one(
-            "SELECT count(*) AS done FROM procrastinate_jobs WHERE status = 'succeeded'")
-        return row["done"]
-
     def round(self, meter: PgMeter, n: int) -> Run:
         from benchmarks.procrastinate_app import add
 
-        before = self.succeeded()
+        done = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+        before = meter.count(done)
         return timed_round(meter, n, lambda i: add.defer(a=i, b=i),
-                           lambda: self.succeeded() - before, "procrastinate_jobs")
+                           lambda: meter.count(done) - before)
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -263,6 +282,26 @@ def sqlalchemy_rate(args) -> float:
             wait(lambda b=before: bgp.jobs.count(Q(state="Succeeded")) - b, args.n)
             rates.append(args.n / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+def heartbeats(bgp, meter: PgMeter, jobs: int = 20, beats: int = 10) -> tuple[int, int]:
+    """Row updates and HOT updates of ``jobs`` locked jobs renewing their lock ``beats``
+    times each (what a long job's heartbeat thread does every lock timeout / 3)."""
+    from benchmarks.jobs_app import add
+
+    bgp.jobs._publish = lambda job, when: None  # held, never run: only the lock moves
+    ids = [bgp.jobs.enqueue(add, i, i) for i in range(jobs)]
+    for job_id in ids:
+        bgp.jobs.store.acquire_lock(job_id, "bench-heartbeat", 60)
+    meter.settle()
+    before = meter.updates("celery_bgp_job")
+    for _ in range(beats):
+        for job_id in ids:
+            bgp.jobs.store.heartbeat(job_id, "bench-heartbeat", 60)
+    meter.settle()
+    after = meter.updates("celery_bgp_job")
+    del bgp.jobs._publish
+    return after[0] - before[0], after[1] - before[1]
 
 
 def round_trips(bgp) -> tuple[int, int]:
