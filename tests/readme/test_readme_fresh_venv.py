@@ -222,20 +222,31 @@ class FreshVenvs:
             shutil.rmtree(venv.path, ignore_errors=True)  # a few hundred MB each
 
 
+def start_installs(session: pytest.Session) -> FreshVenvs | None:
+    """Start the installs the selected tests will need, side by side, in the background.
+
+    Called when collection ends (tests/readme/conftest.py), so they run while the rest
+    of the suite does instead of after it: they wait on pip's cache and the disk.
+    """
+    wanted = {name for item in session.items for name in item.fixturenames}
+    sections = [title for fixture, title in (("quickstart_venv", "Install"),
+                                             ("django_project", "Django"),
+                                             ("sqlalchemy_venv", "Jobs"))
+                if fixture in wanted]
+    if not sections:
+        return None
+    venvs = FreshVenvs(session.config._tmp_path_factory.mktemp("fresh"))
+    for title in sections:
+        venvs.start(readme()[title].extras())
+    return venvs
+
+
 @pytest.fixture(scope="session")
 def fresh_venv(request, tmp_path_factory):
-    """``fresh_venv("redis")``: a fresh venv with ``pip install "<checkout>[redis]"``.
-
-    The installs the selected tests will need start at once, side by side.
-    """
-    venvs = FreshVenvs(tmp_path_factory.mktemp("fresh"))
-    wanted = {name for item in request.session.items for name in item.fixturenames}
-    if "quickstart_venv" in wanted:
-        venvs.start(readme()["Install"].extras())
-    if "django_project" in wanted:
-        venvs.start(readme()["Django"].extras())
-    if "sqlalchemy_venv" in wanted:
-        venvs.start(readme()["Jobs"].extras())
+    """``fresh_venv("redis")``: a fresh venv with ``pip install "<checkout>[redis]"``."""
+    venvs = getattr(request.config, "_bgp_fresh_venvs", None)
+    if venvs is None:
+        venvs = FreshVenvs(tmp_path_factory.mktemp("fresh"))
     yield venvs
     venvs.close()
 
