@@ -6,7 +6,12 @@ Measures, for each transport in the same run:
 
 (a) publish rate, (b) end-to-end drain of 2,000 tasks by one worker, (c) tasks lost
 when the worker is SIGKILLed mid-run (a second worker then drains what is left),
-(d) worker RSS with 5,000 tasks delayed by one hour.
+(d) worker RSS with 5,000 tasks delayed by one hour; and against Redis (the suite's
+private redis-server): (e) control-reply latency (``inspect ping``) while every pool
+process is busy, (f) Azure transactions an idle worker costs per hour, (g) start
+latency of a task sent to an idle worker, (h) seconds until an unreachable broker is
+reported with kombu's retry policy. Every measure gets a fresh Azurite (its in-memory
+store slows down as messages pile up).
 
 Run from the repository root: ``python -m benchmarks.azure_transport`` (needs
 ``npm install`` for Azurite). Not part of the tests.
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import psutil
 from celery import Celery
+from kombu import Connection
 
 import celery_bgp  # noqa: F401 - registers azurequeue://
 from tests.helpers.azurite import KEY, Azurite, find_azurite
@@ -202,38 +208,193 @@ def bench_memory(c: Contender, sink: Path, n: int) -> None:
           f"{held} delayed tasks pulled into the worker", flush=True)
 
 
-def table(ours: Contender, builtin: Contender, args: argparse.Namespace) -> str:
-    def ratio(a: float, b: float) -> str:
-        return f"{a / b:.2f}x" if b else "n/a"
+def bench_control(c: Contender, sink: Path, n: int) -> None:
+    """p50/p99 of ``inspect ping`` round trips while all pool processes run tasks."""
+    if c.broker.startswith("azurestoragequeues"):
+        c.results["control"] = None  # no fanout: celery inspect cannot reach its workers
+        return
+    queue, key = f"ctl-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    publish(c, queue, key, 1)
+    w = worker(c, queue, concurrency=2).start()
+    try:
+        app = publisher(c, queue)
+        for _ in range(16):  # 2 running, the prefetch full, more waiting
+            app.send_task("bench.started", args=(key, time.time(), 30.0), queue=queue)
+        wait_count(sink, key, 2, timeout=60)
+        latencies = []
+        inspect = app.control.inspect(destination=[w.hostname], timeout=15)
+        for _ in range(n):
+            started = time.perf_counter()
+            assert inspect.ping(), "no reply"
+            latencies.append(time.perf_counter() - started)
+    finally:
+        w.kill()
+    latencies.sort()
+    c.results["control"] = (latencies[len(latencies) // 2],
+                            latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))])
+    print(f"  {c.label}: control reply p50 {c.results['control'][0] * 1000:.0f} ms, "
+          f"p99 {c.results['control'][1] * 1000:.0f} ms", flush=True)
 
+
+def bench_idle(c: Contender, sink: Path, seconds: int) -> None:
+    """Azure requests of a worker left idle for ``seconds``, scaled to one hour."""
+    if c.broker.startswith("redis"):
+        c.results["idle"] = None  # not billed per call (BRPOP waits 1 s on the server)
+        return
+    queue, counter = f"idle-{uuid.uuid4().hex[:6]}", SINK / f"count-{uuid.uuid4().hex}"
+    publish(c, queue, "idle", 1)
+    w = worker(c, queue)
+    w.env = {**w.env, "BENCH_COUNT_REQUESTS": str(counter)}
+    w.start()
+    try:
+        time.sleep(10)  # the back-off reaches its longest interval
+        first = int(counter.read_text() or 0)
+        time.sleep(seconds)
+        calls = int(counter.read_text() or 0) - first
+    finally:
+        w.stop()
+    c.results["idle"] = calls * 3600 / seconds
+    print(f"  {c.label}: {calls} requests in {seconds}s idle = {c.results['idle']:.0f}/h",
+          flush=True)
+
+
+def bench_start(c: Contender, sink: Path, n: int) -> None:
+    """Median delay from sending a task to an idle worker to the task starting."""
+    queue, key = f"start-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    publish(c, queue, "warm", 1)
+    w = worker(c, queue).start()
+    try:
+        app = publisher(c, queue)
+        for i in range(n):
+            time.sleep(8)  # idle: the polling backs off fully
+            app.send_task("bench.started", args=(key, time.time()), queue=queue)
+            deadline = time.perf_counter() + 60
+            while time.perf_counter() < deadline and len(_floats(sink, key)) <= i:
+                time.sleep(0.02)
+    finally:
+        w.stop()
+    delays = sorted(_floats(sink, key))
+    c.results["start"] = (delays[len(delays) // 2], delays[-1]) if delays else None
+    print(f"  {c.label}: start latency on an idle worker {delays}", flush=True)
+
+
+def _floats(sink: Path, key: str) -> list[float]:
+    try:
+        return [float(x) for x in (sink / key).read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def bench_unreachable(c: Contender, sink: Path, n: int) -> None:
+    """Seconds until ``ensure_connection(max_retries=1)`` reports a refused endpoint."""
+    if c.broker.startswith("azurestoragequeues"):
+        c.results["unreachable"] = None
+        return
+    from tests.helpers.azurite import free_ports
+
+    [port] = free_ports(1)
+    if c.broker.startswith("redis"):
+        url, options = f"redis://127.0.0.1:{port}/0", {}
+    else:
+        endpoint = f"http://127.0.0.1:{port}/devstoreaccount1"
+        url, options = "azurequeue://", {"connection_string": (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};"
+            f"QueueEndpoint={endpoint};TableEndpoint={endpoint};BlobEndpoint={endpoint};")}
+    started = time.perf_counter()
+    try:
+        with Connection(url, transport_options=options) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=1, interval_step=1)
+    except Exception as exc:
+        print(f"  {c.label}: {type(exc).__name__}", flush=True)
+    c.results["unreachable"] = time.perf_counter() - started
+    print(f"  {c.label}: unreachable reported after {c.results['unreachable']:.2f}s "
+          "(kombu's own wait: 1 s)", flush=True)
+
+
+def _fmt(value: object, spec: str = ".0f", scale: float = 1) -> str:
+    if value is None:
+        return "n/a"
+    values = value if isinstance(value, tuple) else (value,)
+    return " / ".join(format(v * scale if scale != 1 else v, spec) for v in values)
+
+
+def table(ours: Contender, builtin: Contender, redis: Contender,
+          args: argparse.Namespace) -> str:
+    def ratio(key: str, inverse: bool = False) -> str:
+        a, b = ours.results.get(key), builtin.results.get(key)
+        if not a or not b:
+            return "n/a"
+        return f"{(b / a) if inverse else (a / b):.2f}x"
+
+    r = {c.label: c.results for c in (ours, builtin, redis)}
+    o, b, x = r[ours.label], r[builtin.label], r[redis.label]
     rows = [
-        ("(a) publish rate (msg/s)", f"{ours.results['publish']:.0f}",
-         f"{builtin.results['publish']:.0f}",
-         ratio(ours.results["publish"], builtin.results["publish"])),
-        (f"(b) drain {args.drain:,} tasks (tasks/s)", f"{ours.results['drain']:.0f}",
-         f"{builtin.results['drain']:.0f}",
-         ratio(ours.results["drain"], builtin.results["drain"])),
-        ("(b) Azurite CPU per drained task (ms)", f"{ours.results['broker_cpu']:.1f}",
-         f"{builtin.results['broker_cpu']:.1f}",
-         ratio(builtin.results["broker_cpu"], ours.results["broker_cpu"])),
-        ("(b) worker CPU per drained task (ms)", f"{ours.results['worker_cpu']:.1f}",
-         f"{builtin.results['worker_cpu']:.1f}",
-         ratio(builtin.results["worker_cpu"], ours.results["worker_cpu"])),
-        (f"(c) lost of {args.kill:,} after SIGKILL (tasks)", str(ours.results["lost"]),
-         str(builtin.results["lost"]), "-"),
+        ("(a) publish rate (msg/s)", _fmt(o.get("publish")), _fmt(b.get("publish")),
+         "-", ratio("publish")),
+        (f"(b) drain {args.drain:,} tasks (tasks/s)", _fmt(o.get("drain")),
+         _fmt(b.get("drain")), "-", ratio("drain")),
+        ("(b) Azurite CPU per drained task (ms)", _fmt(o.get("broker_cpu"), ".1f"),
+         _fmt(b.get("broker_cpu"), ".1f"), "-", ratio("broker_cpu", inverse=True)),
+        ("(b) worker CPU per drained task (ms)", _fmt(o.get("worker_cpu"), ".1f"),
+         _fmt(b.get("worker_cpu"), ".1f"), "-", ratio("worker_cpu", inverse=True)),
+        (f"(c) lost of {args.kill:,} after SIGKILL (tasks)", _fmt(o.get("lost"), "d"),
+         _fmt(b.get("lost"), "d"), "-", "-"),
         (f"(d) worker RSS growth, {args.delayed:,} delayed (MiB)",
-         f"{ours.results['rss_growth']:.1f}",
-         f"{builtin.results['rss_growth']:.1f}", "-"),
-        ("(d) delayed tasks pulled into the worker", str(ours.results["held"]),
-         str(builtin.results["held"]), "-"),
+         _fmt(o.get("rss_growth"), ".1f"), _fmt(b.get("rss_growth"), ".1f"), "-", "-"),
+        ("(d) delayed tasks pulled into the worker", _fmt(o.get("held"), "d"),
+         _fmt(b.get("held"), "d"), "-", "-"),
+        ("(e) control reply, busy pool, p50 / p99 (ms)", _fmt(o.get("control"), ".0f", 1000),
+         _fmt(b.get("control")), _fmt(x.get("control"), ".0f", 1000), "-"),
+        ("(f) Azure requests per idle hour", _fmt(o.get("idle")), _fmt(b.get("idle")),
+         "n/a", "-"),
+        ("(g) task start on an idle worker, p50 / max (ms)",
+         _fmt(o.get("start"), ".0f", 1000), _fmt(b.get("start"), ".0f", 1000),
+         _fmt(x.get("start"), ".0f", 1000), "-"),
+        ("(h) unreachable broker reported after (s)", _fmt(o.get("unreachable"), ".2f"),
+         _fmt(b.get("unreachable"), ".2f"), _fmt(x.get("unreachable"), ".2f"), "-"),
     ]
-    head = ("measure", "azurequeue (celery-bgp)", "azurestoragequeues (kombu)", "ratio")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    head = ("measure", "azurequeue (celery-bgp)", "azurestoragequeues (kombu)", "redis",
+            "ratio to kombu")
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(5)]
     line = "+".join("-" * (w + 2) for w in widths)
     out = [line, " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), line]
-    out += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    out += [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     out.append(line)
     return "\n".join(out)
+
+
+MEASURES = {
+    "publish": (bench_publish, "publish"),
+    "drain": (bench_drain, "drain"),
+    "SIGKILL": (bench_kill, "kill"),
+    "delayed memory": (bench_memory, "delayed"),
+    "control": (bench_control, "pings"),
+    "idle": (bench_idle, "idle_seconds"),
+    "start": (bench_start, "starts"),
+    "unreachable": (bench_unreachable, "pings"),
+}
+#: Measures that also run on Redis (the others compare the two Azure transports).
+WITH_REDIS = {"control", "start", "unreachable"}
+
+
+def on_fresh_azurite(exe: str, contender: Contender) -> Azurite:
+    """Start a new Azurite and point ``contender`` (and this process) at it."""
+    global AZURITE
+    azurite = AZURITE = Azurite(exe).start()
+    os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+    contender.env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+    if contender.broker.startswith("azurestoragequeues"):
+        contender.broker = f"azurestoragequeues://{KEY}@{azurite.queue_url}"
+    else:  # in the options, so kombu's connection pools never hand out the last one's
+        contender.options["connection_string"] = azurite.connection_string
+    print("  (warming Azurite up)", flush=True)
+    try:
+        publish(contender, f"warm-{uuid.uuid4().hex[:6]}", "warm", 300)
+        drop_queues("warm-")
+    except BaseException:
+        azurite.stop()
+        raise
+    return azurite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,43 +403,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=int, default=2000)
     parser.add_argument("--kill", type=int, default=400)
     parser.add_argument("--delayed", type=int, default=5000)
-    parser.add_argument("--only", choices=["publish", "drain", "SIGKILL", "delayed memory"],
-                        help="run one measure (no table)")
+    parser.add_argument("--pings", type=int, default=50, help="control replies measured")
+    parser.add_argument("--idle-seconds", type=int, default=60)
+    parser.add_argument("--starts", type=int, default=5, help="idle-worker starts measured")
+    parser.add_argument("--only", choices=list(MEASURES), action="append",
+                        help="run these measures only (repeatable)")
     args = parser.parse_args(argv)
     exe = find_azurite()
     if exe is None:
         print("azurite not found: run `npm install` at the repository root", file=sys.stderr)
         return 2
-    sink = SINK
-    sink.mkdir(parents=True, exist_ok=True)
-    global AZURITE
-    azurite = AZURITE = Azurite(exe).start()
-    os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
-    env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
-    ours = Contender("azurequeue", "azurequeue://",
-                     {"visibility_timeout": 10, "polling_interval": 0.2,
-                      "max_polling_interval": 2}, env)
-    builtin = Contender("azurestoragequeues",
-                        f"azurestoragequeues://{KEY}@{azurite.queue_url}",
-                        {"polling_interval": 0.2}, env)
-    try:
-        print("warming Azurite up", flush=True)
+    from benchmarks import private_redis  # noqa: F401 - the benchmarks' own redis-server
+
+    SINK.mkdir(parents=True, exist_ok=True)
+    ours = Contender("azurequeue", "azurequeue://", {"visibility_timeout": 10}, {})
+    builtin = Contender("azurestoragequeues", "azurestoragequeues://",
+                        {"polling_interval": 0.2}, {})
+    redis = Contender("redis", os.environ["BGP_BENCH_BROKER"], {}, {})
+    for title, (fn, arg) in MEASURES.items():
+        if args.only and title not in args.only:
+            continue
+        print(f"{title}:", flush=True)
         for contender in (ours, builtin):
-            publish(contender, f"warm-{uuid.uuid4().hex[:6]}", "warm", 300)
-        drop_queues("warm-")
-        for title, fn, n in (("publish", bench_publish, args.publish),
-                             ("drain", bench_drain, args.drain),
-                             ("SIGKILL", bench_kill, args.kill),
-                             ("delayed memory", bench_memory, args.delayed)):
-            if args.only and title != args.only:
-                continue
-            print(f"{title}:", flush=True)
-            for contender in (ours, builtin):
-                fn(contender, sink, n)
-    finally:
-        azurite.stop()
-    if not args.only:
-        print(table(ours, builtin, args))
+            azurite = on_fresh_azurite(exe, contender)
+            try:
+                fn(contender, SINK, getattr(args, arg))
+            finally:
+                azurite.stop()
+        if title in WITH_REDIS:
+            fn(redis, SINK, getattr(args, arg))
+    print(table(ours, builtin, redis, args))
     return 0
 
 

@@ -51,5 +51,6 @@ def _command(name: str, **attrs: Any):
     return bgp.command(name, cls=CeleryCommand, **attrs)
 
 
+from . import azure as _azure  # noqa: E402,F401  (celery bgp scheduled, issue 15)
 from . import commands as _commands  # noqa: E402,F401  (registers the subcommands)
 from . import daemons as _daemons  # noqa: E402,F401  (celery bgp daemons / daemon, issue 16)

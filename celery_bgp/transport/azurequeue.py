@@ -7,19 +7,19 @@ prefetch; adaptive polling; native delay for countdown/ETA; message TTL; five
 priority levels as five physical queues; fanout through a shared binding table, so
 ``celery inspect``/``control`` work; a poison queue per queue; valid, collision-free
 queue names; base64 message text for Azure Functions; claim-check through Blob
-Storage for large messages. See docs/azure.rst for the options.
+Storage for large messages (on by default); per-message TTL from ``expires``; runs
+in the worker's event loop. See docs/azure.rst for the options.
 
 Sibling modules: :mod:`.names` (queue names), :mod:`.codec` (message text),
-:mod:`.credentials` (clients, secrets), :mod:`.leases`, :mod:`.bindings`,
-:mod:`.poison`, :mod:`.options`.
+:mod:`.credentials` (clients, secrets), :mod:`.receiving` (receive rounds, intake),
+:mod:`.eventloop` (the worker's hub), :mod:`.leases`, :mod:`.bindings`,
+:mod:`.poison`, :mod:`.scheduled` (delayed-message records), :mod:`.options`.
 """
 from __future__ import annotations
 
 import logging
 import math
 import time
-import uuid
-from datetime import datetime, timezone
 from queue import Empty
 from types import SimpleNamespace
 from typing import Any
@@ -29,33 +29,18 @@ from kombu.transport import virtual
 from . import codec, names
 from .bindings import BindingRegistry, SharedBindingsMixin
 from .credentials import AzureClients, AzureStorageError, BrokerUnavailable
-from .leases import Lease, LeaseKeeper
+from .eventloop import EventLoopTransportMixin, Receiver, stop_receiver
+from .leases import LeaseKeeper
 from .options import TransportOptions
 from .poison import move_to_poison
 from .polling import PollSchedule
+from .receiving import ReceivingMixin
+from .scheduled import ScheduledIndex
 from .storage import MAX_DELAY, MessageTooLarge, QueueStorage
 
 __all__ = ["Channel", "MessageTooLarge", "Transport"]
 
 logger = logging.getLogger("celery_bgp.transport.azurequeue")
-
-#: A message received this much before its ETA goes back to sleep instead of to Celery.
-REDEFER_SLACK = 1.0
-
-
-def _eta_seconds(envelope: dict[str, Any]) -> float:
-    """Seconds until the Celery ETA of ``envelope`` (0 without one)."""
-    eta = (envelope.get("headers") or {}).get("eta")
-    if not eta or not isinstance(eta, str):
-        return 0.0
-    try:
-        when = datetime.fromisoformat(eta)
-    except ValueError:
-        return 0.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return (when - datetime.now(timezone.utc)).total_seconds()
-
 
 class QoS(virtual.QoS):
     """Prefetch accounting; a rejected message without requeue is deleted."""
@@ -66,7 +51,7 @@ class QoS(virtual.QoS):
         super().reject(delivery_tag, requeue=requeue)
 
 
-class Channel(SharedBindingsMixin, virtual.Channel):
+class Channel(ReceivingMixin, SharedBindingsMixin, virtual.Channel):
     """One kombu channel on Azure Storage Queue."""
 
     QoS = QoS
@@ -79,6 +64,8 @@ class Channel(SharedBindingsMixin, virtual.Channel):
         self._noack_queues: set[str] = set()
         self._receives = 0
         self._queue_cursor = 0
+        #: The thread receiving for this channel under the worker's event loop.
+        self.receiver: Receiver | None = None
 
     # -- names --------------------------------------------------------------------------
 
@@ -96,16 +83,6 @@ class Channel(SharedBindingsMixin, virtual.Channel):
         if names.is_single_level(queue):
             return [(names.NORMAL_LEVEL, base)]
         return [(level, names.level_queue(base, level)) for level in names.LEVELS]
-
-    def _levels_in_order(self, queue: str) -> list[tuple[int, str]]:
-        """Highest level first; every ``priority_fairness``-th receive starts lower."""
-        levels = self.physical_queues(queue)
-        fairness = self.transport.options.priority_fairness
-        self._receives += 1
-        if len(levels) > 1 and fairness and self._receives % fairness == 0:
-            start = 1 + (self._receives // fairness) % (len(levels) - 1)
-            levels = levels[start:] + levels[:start]
-        return levels
 
     # -- declaring, sizing, purging -----------------------------------------------------
 
@@ -133,6 +110,15 @@ class Channel(SharedBindingsMixin, virtual.Channel):
             self.transport.bindings.unbind_queue(queue)
         except AzureStorageError as exc:
             logger.warning("azurequeue: could not remove the bindings of %s: %s", queue, exc)
+
+    def close(self) -> None:
+        stop_receiver(self)
+        super().close()
+
+    def _wake_receiver(self) -> None:
+        receiver = self.receiver
+        if receiver is not None:
+            receiver.wake()
 
     def after_reply_message_received(self, queue: str) -> None:
         """Keep reply queues: Azure refuses to recreate a deleted queue for a while.
@@ -172,62 +158,51 @@ class Channel(SharedBindingsMixin, virtual.Channel):
         else:
             level = names.level_for_priority(message["properties"].get("priority"))
             physical = names.level_queue(self.base_name(queue), level)
-        delay = min(MAX_DELAY, max(0, math.ceil(_eta_seconds(message))))
+        delay = min(MAX_DELAY, max(0, math.ceil(codec.eta_seconds(message))))
         if ttl is None:
             options = self.transport.options
             default = options.fanout_message_ttl if len(levels) == 1 else options.message_ttl
             ttl = self.transport.queue_ttl.get(queue, default)
-        self.transport.storage.send_envelope(physical, message, delay=delay, ttl=ttl, create=create)
+        expires_in = codec.expiration_seconds(message)
+        if expires_in is not None:
+            # kombu's expiration counts from now; storage adds the delay to the TTL
+            # (Azure counts it from insertion). Expired, Azure drops the message, as
+            # RabbitMQ does; one that expires before its ETA is dropped 1 s after it.
+            expires_in = max(1, expires_in - delay)
+            ttl = expires_in if ttl == -1 else min(ttl, expires_in)
+        sent = self.transport.storage.send_envelope(physical, message, delay=delay, ttl=ttl,
+                                                    create=create)
+        if delay and len(levels) > 1:
+            self.transport.scheduled.record(queue, physical, sent, message)
 
     # -- consuming ----------------------------------------------------------------------
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
             self._noack_queues.add(queue)
-        return super().basic_consume(queue, no_ack, *args, **kwargs)
+        if names.is_reply_queue(queue):
+            self.transport.schedule.reply_queues.update(p for _, p in self.physical_queues(queue))
+        result = super().basic_consume(queue, no_ack, *args, **kwargs)
+        self.transport.ensure_receiver(self)
+        return result
 
     def basic_cancel(self, consumer_tag: str) -> Any:
         queue = self._tag_to_queue.get(consumer_tag)
         result = super().basic_cancel(consumer_tag)
         if queue is not None and queue not in self._tag_to_queue.values():
             self._noack_queues.discard(queue)
+            self.transport.schedule.reply_queues.difference_update(
+                p for _, p in self.physical_queues(queue))
         return result
 
     def drain_events(self, timeout: float | None = None, callback: Any = None) -> None:
         """Receive one batch (within the prefetch budget) from the consumed queues."""
-        callback = callback or self.transport._deliver
         if not self._consumers:
             raise Empty()
-        if not self.qos.can_consume():
+        got = self.receive_round(callback or self.transport._deliver)
+        if got is None:
             self.transport.qos_blocked = True
-            raise Empty()
-        batch = self.transport.options.batch_size
-        budget = self.qos.can_consume_max_estimate()
-        if budget is not None:
-            prefetch = self.qos.prefetch_count
-            if budget < prefetch and budget < min(batch, prefetch) / 2:
-                # Still holding at least half the prefetch: wait for a fuller batch
-                # rather than pay a receive call for one or two messages.
-                self.transport.qos_blocked = True
-                raise Empty()
-        budget = batch if budget is None else min(budget, batch)
-        queues = list(self._active_queues)
-        if not queues:
-            raise Empty()
-        self._queue_cursor = (self._queue_cursor + 1) % len(queues)
-        queues = queues[self._queue_cursor:] + queues[:self._queue_cursor]
-        delivered = 0
-        schedule = self.transport.schedule
-        for queue in queues:
-            for _level, physical in self._levels_in_order(queue):
-                if delivered >= budget:
-                    break
-                if not schedule.due(physical):
-                    continue
-                got = self._receive(queue, physical, budget - delivered, callback)
-                schedule.record(physical, got)
-                delivered += got
-        if not delivered:
+        if not got:
             raise Empty()
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
@@ -239,71 +214,6 @@ class Channel(SharedBindingsMixin, virtual.Channel):
                     return payload
         raise Empty()
 
-    def polled_queues(self) -> list[str]:
-        """Every physical queue this channel consumes."""
-        return [p for q in self._active_queues for _, p in self.physical_queues(q)]
-
-    def _receive(self, queue: str, physical: str, count: int, callback: Any) -> int:
-        transport = self.transport
-        messages = transport.storage.receive(physical, count)
-        delivered = 0
-        for message in messages:
-            payload = self._accept(queue, physical, message)
-            if payload is not None:
-                callback(payload, queue)
-                delivered += 1
-        return delivered
-
-    def _accept(self, queue: str, physical: str, message: Any) -> dict[str, Any] | None:
-        """Turn a received queue message into a kombu payload, or deal with it here."""
-        transport = self.transport
-        options = transport.options
-        if (message.dequeue_count or 0) > options.max_dequeue_count:
-            move_to_poison(transport.storage, queue, physical, message,
-                           f"received {message.dequeue_count} times, above max_dequeue_count "
-                           f"{options.max_dequeue_count}")
-            return None
-        ref = None
-        try:
-            payload = codec.decode_text(message.content)
-            ref = codec.claim_check_ref(payload)
-            if ref is not None:
-                payload = codec.parse_envelope(transport.storage.download_blob(ref["container"],
-                                                                       ref["blob"]))
-        except codec.UndecodableMessage as exc:
-            move_to_poison(transport.storage, queue, physical, message, f"undecodable: {exc}")
-            return None
-        except AzureStorageError as exc:
-            if not exc.not_found:
-                raise
-            move_to_poison(transport.storage, queue, physical, message,
-                           "undecodable: its claim-check blob is missing")
-            return None
-        remaining = _eta_seconds(payload)
-        if remaining > REDEFER_SLACK:
-            transport.storage.redefer(physical, message, remaining)
-            return None
-        tag = uuid.uuid4().hex
-        properties = payload["properties"]
-        properties["delivery_tag"] = tag
-        info = properties.setdefault("delivery_info", {})
-        info.update(
-            azure_message_id=message.id,
-            azure_pop_receipt=message.pop_receipt,
-            azure_queue=physical,
-            azure_dequeue_count=message.dequeue_count,
-            redelivered=(message.dequeue_count or 0) > 1,
-        )
-        lease = Lease(physical, message.id, message.pop_receipt,
-                      time.monotonic() + options.visibility_timeout,
-                      transport.storage.queue_client(physical), blob=ref,
-                      text=message.content, celery_queue=queue)
-        if queue in self._noack_queues:
-            transport.leases.ack(lease)
-        else:
-            transport.leases.add(tag, lease)
-        return payload
-
     # -- acknowledgements ---------------------------------------------------------------
 
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
@@ -314,6 +224,7 @@ class Channel(SharedBindingsMixin, virtual.Channel):
                 self.transport.leases.ack(lease)
         finally:
             super().basic_ack(delivery_tag)
+            self._wake_receiver()  # a prefetch slot is free (the ack may come from any thread)
 
     def _discard(self, delivery_tag: str) -> None:
         """A reject without requeue: the message is deleted."""
@@ -346,6 +257,7 @@ class Channel(SharedBindingsMixin, virtual.Channel):
         """Requeue: make the leased message visible again at once."""
         if self.connection is None:
             return
+        self._wake_receiver()
         lease = self.transport.leases.pop(message.delivery_tag)
         if lease is None or self.transport.unreachable:
             return  # Azure is down: the lease runs out and the message comes back anyway
@@ -366,8 +278,12 @@ class Channel(SharedBindingsMixin, virtual.Channel):
         return self.transport.leases.extend(delivery_tag, seconds)
 
 
-class Transport(virtual.Transport):
-    """Azure Storage Queue transport; one set of Azure clients per connection."""
+class Transport(EventLoopTransportMixin, virtual.Transport):
+    """Azure Storage Queue transport; one set of Azure clients per connection.
+
+    Runs in the worker's event loop (see :mod:`.eventloop`); ``drain_events`` serves
+    every other consumer (``celery inspect``, plain kombu, gevent/eventlet workers).
+    """
 
     Channel = Channel
 
@@ -378,7 +294,7 @@ class Transport(virtual.Transport):
     connection_errors = (*virtual.Transport.connection_errors, BrokerUnavailable)
     channel_errors = (*virtual.Transport.channel_errors, AzureStorageError)
     implements = virtual.Transport.implements.extend(
-        asynchronous=False,
+        asynchronous=True,
         exchange_type=frozenset(["direct", "topic", "fanout"]),
     )
 
@@ -387,18 +303,22 @@ class Transport(virtual.Transport):
         self.options = TransportOptions.from_transport_options(client.transport_options)
         self.polling_interval = self.options.polling_interval
         hostname = client.hostname if client.hostname not in (None, "localhost") else None
-        self.clients = AzureClients(client.transport_options, hostname)
+        self.clients = AzureClients(client.transport_options, hostname,
+                                    connect_timeout=client.connect_timeout)
         self.leases = LeaseKeeper(self.clients, self.options.visibility_timeout,
                                   self.options.ack_threads)
         self.bindings = BindingRegistry(self.clients, self.options.queue_name_prefix,
                                         self.options.binding_table)
         self.storage = QueueStorage(self.clients, self.options)
+        self.scheduled = ScheduledIndex(self.clients, self.options.queue_name_prefix,
+                                        self.options.scheduled_table)
         self.queue_ttl: dict[str, int] = {}
         self.qos_blocked = False
         #: Set when a release found Azure unreachable: the rest are not tried while closing.
         self.unreachable = False
         self.schedule = PollSchedule(self.options.polling_interval,
-                                     self.options.max_polling_interval)
+                                     self.options.max_polling_interval,
+                                     holding=lambda: len(self.leases) > 0)
 
     def driver_version(self) -> str:
         """The azure-storage-queue version (``celery report`` prints it)."""
@@ -424,6 +344,7 @@ class Transport(virtual.Transport):
 
     def close_connection(self, connection: Any) -> None:
         try:
+            self.stop_event_loop()
             super().close_connection(connection)
         finally:
             self.leases.stop()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+from datetime import datetime, timezone
 from typing import Any
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "claim_check_text",
     "decode_text",
     "encode_envelope",
+    "eta_seconds",
+    "expiration_seconds",
     "parse_envelope",
 ]
 
@@ -93,3 +97,28 @@ def claim_check_ref(data: dict[str, Any]) -> dict[str, Any] | None:
     """The claim-check reference in a decoded message object, if it is one."""
     ref = data.get(CLAIM_CHECK_KEY)
     return ref if isinstance(ref, dict) else None
+
+
+def eta_seconds(envelope: dict[str, Any]) -> float:
+    """Seconds until the Celery ETA of ``envelope`` (0 without one)."""
+    eta = (envelope.get("headers") or {}).get("eta")
+    if not eta or not isinstance(eta, str):
+        return 0.0
+    try:
+        when = datetime.fromisoformat(eta)
+    except ValueError:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (when - datetime.now(timezone.utc)).total_seconds()
+
+
+def expiration_seconds(envelope: dict[str, Any]) -> int | None:
+    """kombu's per-message ``expiration`` (Celery's ``expires``) in whole seconds, or None."""
+    value = (envelope.get("properties") or {}).get("expiration")
+    if value in (None, ""):
+        return None
+    try:
+        return max(1, math.ceil(float(value) / 1000))
+    except (TypeError, ValueError):
+        return None

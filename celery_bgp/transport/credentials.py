@@ -42,21 +42,28 @@ DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 _DEV_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
 
-#: Client settings: fail fast and let kombu's connection retry take over.
+#: Seconds to open a TCP connection to Azure Storage: an unreachable endpoint fails
+#: within this, and kombu's retry policy (not the SDK's) decides what happens next.
+CONNECT_TIMEOUT = 3
+#: Client settings: a refused or timed-out connect is never retried by the SDK
+#: (``retry_connect=0``), so a connection error reaches kombu at once; a throttled
+#: or failed request (HTTP 5xx, a read timeout) is still retried by the SDK, briefly.
 CLIENT_KWARGS: dict[str, Any] = {
     "retry_total": 2,
+    "retry_connect": 0,
     "retry_backoff_factor": 0.2,
     "retry_backoff_max": 2,
-    "connection_timeout": 5,
+    "connection_timeout": CONNECT_TIMEOUT,
     "read_timeout": 30,
 }
 #: Queue and blob clients retry with their own policy (15 s first back-off by default).
 STORAGE_KWARGS: dict[str, Any] = {
     "retry_total": 2,
+    "retry_connect": 0,
     "initial_backoff": 0.5,
     "increment_base": 2,
     "random_jitter_range": 1,
-    "connection_timeout": 5,
+    "connection_timeout": CONNECT_TIMEOUT,
     "read_timeout": 30,
 }
 
@@ -142,7 +149,10 @@ def parse_connection_string(value: str) -> dict[str, str]:
             **{f"{svc}endpoint": f"{proxy}:{port}/{DEV_ACCOUNT}"
                for svc, port in _DEV_PORTS.items()},
         )
-    if "accountname" in parts:
+    explicit = any(f"{svc}endpoint" in parts for svc in _DEV_PORTS)
+    if "accountname" in parts and not explicit:
+        # Endpoints derived from the account only when none is named: a string that
+        # names its endpoints (Azurite, a custom domain) reaches only those services.
         protocol = parts.get("defaultendpointsprotocol", "https")
         suffix = parts.get("endpointsuffix", "core.windows.net")
         for svc in _DEV_PORTS:
@@ -186,8 +196,11 @@ def quiet_sdk_logging() -> None:
 class AzureClients:
     """Queue, table and blob service clients of one kombu connection."""
 
-    def __init__(self, options: dict[str, Any], hostname: str | None = None) -> None:
+    def __init__(self, options: dict[str, Any], hostname: str | None = None,
+                 connect_timeout: float | None = None) -> None:
         quiet_sdk_logging()
+        #: kombu's ``connect_timeout`` (Celery's ``broker_connection_timeout``) when given.
+        self.connect_timeout = float(connect_timeout or CONNECT_TIMEOUT)
         self._queue_mod = require("azure.storage.queue", "azure",
                                   "The azurequeue:// transport")
         self.options = options
@@ -264,7 +277,8 @@ class AzureClients:
         if self._queue_service is None:
             self._check_configured()
             self._queue_service = self._queue_mod.QueueServiceClient(
-                self.endpoints["queue"], credential=self.credential, **STORAGE_KWARGS)
+                self.endpoints["queue"], credential=self.credential,
+                **self._kwargs(STORAGE_KWARGS))
         return self._queue_service
 
     @property
@@ -273,7 +287,8 @@ class AzureClients:
         if self._table_service is None:
             tables = require("azure.data.tables", "azure", "azurequeue:// fanout bindings")
             self._table_service = tables.TableServiceClient(
-                self._endpoint("table"), credential=self.credential, **CLIENT_KWARGS)
+                self._endpoint("table"), credential=self.credential,
+                **self._kwargs(CLIENT_KWARGS))
         return self._table_service
 
     @property
@@ -282,8 +297,12 @@ class AzureClients:
         if self._blob_service is None:
             blobs = require("azure.storage.blob", "azure", "azurequeue:// claim-check")
             self._blob_service = blobs.BlobServiceClient(
-                self._endpoint("blob"), credential=self.credential, **STORAGE_KWARGS)
+                self._endpoint("blob"), credential=self.credential,
+                **self._kwargs(STORAGE_KWARGS))
         return self._blob_service
+
+    def _kwargs(self, base: dict[str, Any]) -> dict[str, Any]:
+        return {**base, "connection_timeout": self.connect_timeout}
 
     def _endpoint(self, service: str) -> str:
         self._check_configured()

@@ -139,6 +139,19 @@ class LeaseKeeper:
             self._pending.add(future)
         future.add_done_callback(self._done)
 
+    def background(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the ack threads (inline with ``ack_threads=0``)."""
+        if not self.ack_threads:
+            fn(*args)
+            return
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.ack_threads,
+                                                    thread_name_prefix="celery-bgp-azure-ack")
+            future = self._executor.submit(fn, *args)
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
     def _done(self, future: Future) -> None:
         with self._lock:
             self._pending.discard(future)

@@ -80,6 +80,11 @@ def is_single_level(name: str) -> bool:
     return name.endswith(".pidbox") or name.startswith("celeryev.")
 
 
+def is_reply_queue(name: str) -> bool:
+    """A ``celery inspect``/``control`` reply queue (``<oid>.reply.celery.pidbox``)."""
+    return name.endswith(".pidbox") and ".reply." in name
+
+
 def level_queue(base: str, level: int) -> str:
     """Physical queue of priority ``level`` (0 = critical .. 4 = none) for ``base``."""
     return base if level == NORMAL_LEVEL else f"{base}-p{level}"

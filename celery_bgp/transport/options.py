@@ -11,7 +11,10 @@ from typing import Any
 from ..exceptions import ImproperlyConfigured
 from .names import check_prefix
 
-__all__ = ["DEFAULTS", "TransportOptions"]
+__all__ = ["DEFAULTS", "DEFAULT_CLAIM_CHECK_CONTAINER", "TransportOptions"]
+
+#: Claim-check container used unless ``blob_container`` says otherwise (created on first use).
+DEFAULT_CLAIM_CHECK_CONTAINER = "bgp-claim-check"
 
 DEFAULTS: dict[str, Any] = {
     "connection_string": None,
@@ -20,16 +23,17 @@ DEFAULTS: dict[str, Any] = {
     "queue_name_prefix": "",
     "visibility_timeout": 1800,
     "polling_interval": 0.2,
-    "max_polling_interval": 5.0,
+    "max_polling_interval": 1.0,
     "batch_size": 32,
     "message_ttl": None,
     "max_dequeue_count": 5,
-    "blob_container": None,
+    "blob_container": DEFAULT_CLAIM_CHECK_CONTAINER,  # None, "" or False: claim-check off
     # beyond the contract
     "fanout_message_ttl": 300,
     "binding_table": "bgpbindings",
     "priority_fairness": 10,
     "ack_threads": 4,
+    "scheduled_table": "bgpscheduled",  # None: delayed messages are not recorded
 }
 
 
@@ -49,6 +53,7 @@ class TransportOptions:
     binding_table: str
     priority_fairness: int
     ack_threads: int
+    scheduled_table: str | None = None
 
     @classmethod
     def from_transport_options(cls, raw: dict[str, Any]) -> TransportOptions:
@@ -84,4 +89,5 @@ class TransportOptions:
             binding_table=str(o["binding_table"]),
             priority_fairness=max(0, int(o["priority_fairness"])),
             ack_threads=max(0, int(o["ack_threads"])),
+            scheduled_table=str(o["scheduled_table"]) if o["scheduled_table"] else None,
         )

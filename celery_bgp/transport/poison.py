@@ -64,7 +64,7 @@ def move_to_poison(storage: Any, queue: str, source: str, message: Any, reason: 
     wrapped = json.dumps({POISON_KEY: meta, "text": text})
     if len(wrapped.encode("utf-8")) > codec.MAX_MESSAGE_BYTES:
         container = transport.options.blob_container
-        if container:
+        if container and transport.clients.endpoints.get("blob"):
             blob = f"poison/{target}/{uuid.uuid4().hex}.txt"
             transport.upload_blob(container, blob, text.encode("utf-8"))
             wrapped = json.dumps({POISON_KEY: meta, "blob": {"container": container,

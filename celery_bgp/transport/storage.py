@@ -25,13 +25,17 @@ MAX_DELAY = 7 * 24 * 3600 - 1
 class MessageTooLarge(PayloadTooLarge):
     """A message does not fit in one queue message and no claim-check container is set."""
 
-    def __init__(self, size: int, limit: int, queue: str) -> None:
+    def __init__(self, size: int, limit: int, queue: str, why: str = "off") -> None:
         self.size, self.limit = size, limit
+        hint = ("claim-check is turned off (blob_container is empty): set the blob_container "
+                "transport option to send large messages through Blob Storage"
+                if why == "off" else
+                "the connection has no Blob Storage endpoint for claim-check: give one "
+                "(BlobEndpoint in the connection string, or blob_account_url)")
         Exception.__init__(
             self,
             f"message for Azure queue {queue!r} is {size} bytes once encoded, above Azure "
-            f"Storage Queue's limit of {limit} bytes; set the blob_container transport "
-            "option to send large messages through Blob Storage (claim-check)",
+            f"Storage Queue's limit of {limit} bytes; {hint}",
         )
 
 
@@ -122,17 +126,18 @@ class QueueStorage:
             raise
 
     def send_envelope(self, name: str, envelope: dict[str, Any], delay: int = 0,
-                      ttl: int = -1, create: bool = True) -> None:
-        """Encode ``envelope`` (claim-check when too large) and send it to ``name``."""
+                      ttl: int = -1, create: bool = True) -> Any:
+        """Encode ``envelope`` (claim-check when too large), send it; the sent message."""
         text, raw = codec.encode_envelope(envelope)
         if len(text) > codec.MAX_MESSAGE_BYTES:
             container = self.options.blob_container
-            if not container:
-                raise MessageTooLarge(len(text), codec.MAX_MESSAGE_BYTES, name)
+            if not container or not self.clients.endpoints.get("blob"):
+                raise MessageTooLarge(len(text), codec.MAX_MESSAGE_BYTES, name,
+                                      "off" if not container else "no_endpoint")
             blob = f"{name}/{uuid.uuid4().hex}.json"
             self.upload_blob(container, blob, raw)
             text = codec.claim_check_text(container, blob, len(raw))
-        self.send_text(name, text, delay=delay, ttl=ttl, create=create)
+        return self.send_text(name, text, delay=delay, ttl=ttl, create=create)
 
     def send_text(self, name: str, text: str, delay: int = 0, ttl: int = -1,
                   create: bool = True) -> Any:
@@ -152,12 +157,13 @@ class QueueStorage:
                 self.ensure_queue(name, force=True)
         return None
 
-    def redefer(self, name: str, message: Any, remaining: float) -> None:
+    def redefer(self, name: str, message: Any, remaining: float) -> Any:
         """Put a message received before its ETA back to sleep (as a fresh message)."""
         delay = min(MAX_DELAY, math.ceil(remaining))
-        self.send_text(name, message.content, delay=delay, ttl=self.options.message_ttl)
+        sent = self.send_text(name, message.content, delay=delay, ttl=self.options.message_ttl)
         with self.clients.errors(f"deleting a re-deferred message from {name}"):
             self.queue_client(name).delete_message(message.id, message.pop_receipt)
+        return sent
 
     def upload_blob(self, container: str, blob: str, data: bytes) -> None:
         service = self.clients.blob_service

@@ -91,3 +91,27 @@ def test_poll_schedule_backs_off_by_1_3_and_resets():
     assert schedule.due("q", now=BUSY_RECHECK)
     schedule.record("q", 3, now=0.0)
     assert schedule.interval("q") == 0.0 and schedule.due("q", now=0.0)
+
+
+def test_poll_schedule_polls_at_the_minimum_while_messages_are_held():
+    held = []
+    schedule = PollSchedule(0.2, 5.0, holding=lambda: bool(held))
+    for _ in range(20):
+        schedule.record("pidbox", 0, now=0.0)
+    assert not schedule.due("pidbox", now=2.0)
+    held.append("a task")  # the worker runs a task: control replies must be prompt
+    assert schedule.due("pidbox", now=0.2)
+    assert abs(schedule.seconds_until_due(["pidbox"], now=0.1) - 0.1) < 1e-9
+
+
+def test_a_consumed_reply_queue_is_polled_every_reply_poll():
+    from celery_bgp.transport.names import is_reply_queue
+    from celery_bgp.transport.polling import REPLY_POLL
+
+    assert is_reply_queue("5f1c-2b.reply.celery.pidbox")
+    assert not is_reply_queue("worker@host.celery.pidbox")
+    schedule = PollSchedule(0.2, 5.0)
+    schedule.reply_queues.add("reply")
+    for _ in range(20):
+        schedule.record("reply", 0, now=0.0)
+    assert schedule.due("reply", now=REPLY_POLL)

@@ -308,8 +308,8 @@ def test_large_message_travels_through_blob_storage(connect, azurite):
     assert [b.name for b in container.list_blobs(name_starts_with=ref["blob"])] == []
 
 
-def test_oversize_message_without_container_fails_at_publish(connect):
-    conn = connect()
+def test_oversize_message_with_claim_check_off_fails_at_publish(connect):
+    conn = connect(blob_container=None)
     with pytest.raises(MessageTooLarge) as info:
         publish(conn, "toobig", {"data": "x" * 70_000})
     text = str(info.value)

@@ -197,8 +197,8 @@ def test_large_command_goes_through_blob_storage_and_the_blob_is_deleted(make_st
         assert list(container.list_blobs()) == []
 
 
-def test_oversize_command_without_a_container_fails_at_dispatch(make_stack):
-    bgp = make_stack().publisher()
+def test_oversize_command_with_claim_check_off_fails_at_dispatch(make_stack):
+    bgp = make_stack(blob_container=None).publisher()
     with pytest.raises(MessageTooLarge, match=r"above Azure Storage Queue's limit of 65536"):
         bgp.dispatch(Echo(text="z" * 70_000))
 
