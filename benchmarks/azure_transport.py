@@ -315,7 +315,8 @@ def _fmt(value: object, spec: str = ".0f", scale: float = 1) -> str:
     if value is None:
         return "n/a"
     values = value if isinstance(value, tuple) else (value,)
-    return " / ".join(format(v * scale if scale != 1 else v, spec) for v in values)
+    return " / ".join(format(round(v * scale) if spec == "d" else v * scale, spec)
+                      for v in values)
 
 
 def table(ours: Contender, builtin: Contender, redis: Contender,
