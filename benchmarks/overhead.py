@@ -191,9 +191,6 @@ def main() -> None:
     env = {"BGP_BENCH_BROKER": BROKER, "BGP_BENCH_EVENTS": EVENTS, "BGP_BENCH_COUNTER": COUNTER}
     if args.acks_late:
         env["BGP_BENCH_ACKS_LATE"] = "1"
-    acks = "acks_late" if args.acks_late else "acks early (Celery's default)"
-    head = f"N={args.n} per round, {args.rounds} rounds, median; worker prefork -c 2, Redis, {acks}"
-    table(f"{head}\nevents: Redis", worker_rounds(env, counter, args, events=True))
     if args.memory:
         rows = {kind: memory(env, counter, kind, args.memory) for kind in ("plain", "bgp")}
         print(f"\npool child memory (MB, mean of 2), {args.memory:,} messages of one kind")
@@ -206,6 +203,9 @@ def main() -> None:
                 print(f"{label + ' ' + measure_:30}{a:>10.1f}{b:>10.1f}{b - a:>8.1f}"
                       f"{c:>12.1f}{c - b:>+8.1f}")
         return
+    acks = "acks_late" if args.acks_late else "acks early (Celery's default)"
+    head = f"N={args.n} per round, {args.rounds} rounds, median; worker prefork -c 2, Redis, {acks}"
+    table(f"{head}\nevents: Redis", worker_rounds(env, counter, args, events=True))
     if args.split:
         table("events: recorded, then dropped (the command layer alone)",
               worker_rounds({**env, "BGP_BENCH_EVENTS": "discard"}, counter, args,
