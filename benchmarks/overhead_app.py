@@ -40,6 +40,8 @@ class Discard(EventRepository):
 
 bgp = BackgroundProcessing(app, event_repository=Discard() if EVENTS == "discard" else EVENTS,
                            event_write=os.environ.get("BGP_BENCH_EVENT_WRITE", "background"))
+if os.environ.get("BGP_BENCH_LINGER"):  # seconds the event writer waits to fill a batch
+    bgp.recorder.linger = float(os.environ["BGP_BENCH_LINGER"])
 _counter = None
 
 
