@@ -8,8 +8,6 @@ import uuid
 import pytest
 from celery import Celery
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 
 from celery_bgp import BackgroundProcessing
@@ -17,21 +15,12 @@ from celery_bgp.contrib.django.daemon_models import Daemon
 from celery_bgp.daemons.runner import Runner
 from tests.apps import daemon_fns
 from tests.daemons.conftest import wait_for
+from tests.helpers.admin import staff_with
 from tests.helpers.databases import close_connections_at_thread_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 LIST = "/admin/celery_bgp/daemon/"
-
-
-def staff_with(*codenames: str) -> Client:
-    user = get_user_model().objects.create_user(f"ops-{uuid.uuid4().hex[:6]}", password="pw",
-                                                is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label="celery_bgp", codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -23,6 +22,7 @@ from celery_bgp.contrib.django.models import Job, JobState
 from celery_bgp.jobs import Executing
 from tests.apps import jobs as J
 from tests.apps.admin_app import bgp
+from tests.helpers.admin import staff_with
 
 pytestmark = pytest.mark.django_db
 
@@ -44,16 +44,6 @@ def admin_engine(settings, redis_base):
 def root(db):
     client = Client()
     client.force_login(get_user_model().objects.create_superuser("root", password="pw"))
-    return client
-
-
-def staff_with(*codenames: str) -> Client:
-    user = get_user_model().objects.create_user(f"ops-{uuid.uuid4().hex[:6]}", password="pw",
-                                                is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label="celery_bgp", codename__in=codenames))
-    client = Client()
-    client.force_login(user)
     return client
 
 
