@@ -40,9 +40,9 @@ from .admin_filters import (
 from .admin_paging import SEARCH_COUNT_LIMIT, EstimatedCountPaginator
 from .admin_search import MAX_PROPERTY_MATCHES, search_filter, sort_matches
 from .admin_support import format_duration, pretty_json, priority_label, run_seconds, state_badge
-from .models import Job, JobState
+from .models import Job, JobState, OperationsConsole
 
-__all__ = ["JobAdmin"]
+__all__ = ["JobAdmin", "OperationsConsoleAdmin"]
 
 #: Columns the list never shows: not read for a page of the list.
 HEAVY = ("args", "kwargs", "middleware", "options", "result")
@@ -238,8 +238,10 @@ class JobAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         dashboard = self.admin_site.admin_view(self.dashboard_view)
+        from .console import console_urls
+
         return [path("dashboard/", dashboard, name="celery_bgp_job_dashboard"),
-                *super().get_urls()]
+                *console_urls(self), *super().get_urls()]
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
@@ -254,4 +256,37 @@ class JobAdmin(admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/celery_bgp/job/dashboard.html", context)
+
+
+@admin.register(OperationsConsole)
+class OperationsConsoleAdmin(admin.ModelAdmin):
+    """The admin index's link to the console: its list is the jobs dashboard."""
+
+    def _may_view_jobs(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.view_job")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._may_view_jobs(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_view_jobs(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        def to_dashboard(request: HttpRequest) -> HttpResponse:
+            return HttpResponseRedirect(
+                reverse(f"{self.admin_site.name}:celery_bgp_job_dashboard"))
+
+        return [path("", self.admin_site.admin_view(to_dashboard),
+                     name="celery_bgp_operationsconsole_changelist")]
+
+
 from . import admin_daemons as _admin_daemons  # noqa: E402,F401  (daemons, issue 16)

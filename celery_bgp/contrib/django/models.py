@@ -82,8 +82,11 @@ class Job(models.Model):
             models.Index(fields=["name", "created"], name="bgp_job_name"),
             models.Index(fields=["environment", "state", "modified"], name="bgp_job_env_state"),
         ]
-        #: The admin's actions (delete uses Django's own ``delete_job``).
-        permissions = [("requeue_job", "Can requeue jobs"), ("cancel_job", "Can cancel jobs")]
+        #: The admin's actions and the console's (delete uses Django's own ``delete_job``).
+        permissions = [("requeue_job", "Can requeue jobs"), ("cancel_job", "Can cancel jobs"),
+                       ("control_worker", "Can shut down workers and change their queues"),
+                       ("manage_queue", "Can requeue and purge poison queues"),
+                       ("manage_recurring", "Can trigger, pause and resume recurring jobs")]
 
     def __str__(self) -> str:
         return f"{self.name} [{self.id}] {self.state}"
@@ -206,3 +209,14 @@ class Continuation(models.Model):
     def __str__(self) -> str:
         return f"{self.parent_id} -> {self.child_id} on {self.on}"
 from .daemon_models import Daemon, DaemonLog  # noqa: E402,F401  (daemons, issue 16)
+
+
+class OperationsConsole(Job):
+    """No table of its own: the admin index's "Operations console" entry (a link to the
+    dashboard and the console's other pages), visible to whoever may view jobs."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "operations console"
+        verbose_name_plural = "operations console"
