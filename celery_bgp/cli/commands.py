@@ -7,13 +7,16 @@ from typing import Any
 
 import click
 from celery.bin.base import CeleryCommand
+from rich.markup import escape
 from rich.progress import Progress
 
 from ..commands import utcnow
 from ..jobs.cancelling import CancelResult
+from ..jobs.progress import KEY as PROGRESS_KEY
+from ..jobs.progress import shown_progress
 from ..jobs.query import Node, P, Q, QueryError
 from . import Context, _command, bgp, json_option
-from .output import state_style
+from .output import progress_text, state_style
 
 __all__ = ["parse_property"]
 
@@ -75,6 +78,12 @@ def _ctx(as_json: bool) -> Context:
     return Context(click.get_current_context(), as_json)
 
 
+def _progress(ctx: Context, job: Any, started: datetime | None) -> dict[str, Any] | None:
+    """The job's reported progress with its percentage and ETA, or None."""
+    report = shown_progress(ctx.jobs.data(job.id).get(PROGRESS_KEY), job.state, started)
+    return report.as_dict(started, utcnow()) if report is not None else None
+
+
 @_command("status")
 @click.argument("command_id")
 @json_option
@@ -89,14 +98,18 @@ def status(command_id: str, as_json: bool, **_: Any) -> None:
     # Asked to stop, not stopped yet: said until the job is Cancelled (or finished).
     stopping = (job is not None and job.state == "Executing"
                 and ctx.jobs.store.cancel_requested(job.id))
+    started = next((s.elected for s in reversed(history) if s.name == "Executing"), None)
+    progress = _progress(ctx, job, started) if job is not None else None
     if ctx.out.as_json:
         ctx.out.json({"id": command_id, "events": events, "job": job, "history": history,
-                      "cancel_requested": bool(stopping)})
+                      "cancel_requested": bool(stopping), "progress": progress})
         return
     if job is not None:
         ctx.out.say(f"[bold]{job.name}[/] {job.id}  state [{state_style(job.state)}]"
                     f"{job.state}[/]{'  [yellow]cancel requested[/]' if stopping else ''}"
                     f"  queue {job.queue}  attempt {job.attempt}")
+        if progress is not None:
+            ctx.out.say(f"progress  {escape(progress_text(progress))}")
         ctx.out.table("State history", ["#", "state", "elected", "reason"],
                       ([s.sequence, s.name, s.elected, s.reason] for s in history),
                       {1: state_style})
@@ -128,12 +141,18 @@ def jobs(states, queues, name, properties, limit, offset, order, all_environment
         total = ctx.jobs.count(where, all_environments=all_environments)
     except QueryError as exc:
         ctx.out.fail(str(exc), code=2)
+    # Running jobs only: one read each, at most a page of them.
+    progress = {j.id: report for j in found if j.state == "Executing"
+                and (report := _progress(ctx, j, j.lock.acquired if j.lock else None))}
     if ctx.out.as_json:
-        ctx.out.json({"total": total, "jobs": found})
+        ctx.out.json({"total": total, "jobs": found, "progress": progress})
         return
     ctx.out.table(f"Jobs ({len(found)} of {total})",
-                  ["id", "name", "queue", "pri", "state", "created", "attempt", "worker"],
-                  ([j.id, j.name, j.queue, j.priority, j.state, j.created, j.attempt, j.worker]
+                  ["id", "name", "queue", "pri", "state", "created", "attempt", "worker",
+                   "progress"],
+                  ([j.id, j.name, j.queue, j.priority, j.state, j.created, j.attempt, j.worker,
+                    escape(progress_text(progress[j.id], width=10)) if j.id in progress
+                    else None]
                    for j in found), {4: state_style})
 
 

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["STATE_STYLES", "Output", "to_jsonable"]
+__all__ = ["STATE_STYLES", "Output", "progress_text", "to_jsonable"]
 
 #: State / status -> rich style (also used for event statuses).
 STATE_STYLES = {
@@ -105,3 +105,21 @@ def _short(value: Any) -> str:
 def state_style(value: Any) -> str | None:
     """Rich style of a state or status cell."""
     return STATE_STYLES.get(str(getattr(value, "value", value)))
+
+
+def progress_text(report: dict[str, Any], width: int = 20) -> str:
+    """A job's progress (:meth:`Progress.as_dict`) on one line: a bar, the percentage,
+    done of total, the message and the time left (``[####------] 40% 4 of 10 ...``)."""
+    percent = report.get("percent")
+    done = f"{report['done']:g}" + (f" of {report['total']:g}" if report.get("total")
+                                    else " done")
+    parts = []
+    if percent is not None:
+        filled = round(width * percent / 100)
+        parts.append(f"[{'#' * filled}{'-' * (width - filled)}] {percent}%")
+    parts.append(done)
+    if report.get("message"):
+        parts.append(report["message"])
+    if report.get("remaining_seconds") is not None:
+        parts.append(f"about {report['remaining_seconds']:.0f}s left")
+    return "  ".join(parts)

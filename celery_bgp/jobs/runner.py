@@ -163,6 +163,7 @@ def _execute(jobs: Jobs, task: Any, job: Any, holder: str, timeout: float, attem
         state = Succeeded(duration=round(time.monotonic() - started, 6), result=stored)
         changes = {"result": stored}
     finally:
+        context.flush_progress()  # a progress report held back by its rate limit
         jobs.heartbeats.remove(job.id)
     elected = _finish(jobs, job, holder, hold, state, changes)
     return _outcome(task, job.id, elected, stored, error)

@@ -26,7 +26,7 @@ def generate_report(month: str, job_context: JobContext, cancellation: Cancellat
         if cancellation.wait(1.0):
             job_context.warning(f"cancelled at step {step}")
             return {"month": month, "cancelled_at": step}
-        job_context.set_data("progress", {"step": step, "of": steps})
+        job_context.progress(step, steps, message=f"step {step} of {steps}: {month} sales")
         job_context.info(f"report {month}: step {step}/{steps}")
     return {"month": month, "rows": 1234}
 

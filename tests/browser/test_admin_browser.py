@@ -1,6 +1,6 @@
 """The admin in a real browser, on the real demo: find the failed job, requeue it, see it
 succeed. Headless Chromium from the system (``/usr/bin/chromium``) driven by Playwright
-(fixtures in ``conftest.py``); the screenshots of the list, a job and the dashboard go to
+(fixtures in ``conftest.py``); the screenshots of the list and a job go to
 ``docs/_static`` with BGP_DOCS_SCREENSHOTS=1 (else to a temporary folder)."""
 from __future__ import annotations
 
@@ -53,4 +53,3 @@ def test_an_operator_requeues_the_failed_charge_and_sees_it_succeed(demo, admin_
     page.click("text=Dashboard")
     page.wait_for_selector("#bgp-queues")
     assert "celery" in page.locator("#bgp-queues").inner_text()
-    page.screenshot(path=str(shots / "admin-dashboard.png"), full_page=True)

@@ -6,7 +6,8 @@ job's lock, election and event handlers run, and requeued jobs are sent by the
 project's Celery app. Every action first shows a confirmation page (like Django's
 delete confirmation); every job that could not take the action is reported with
 its reason. "Delete" moves jobs to the Deleted state (retention removes them
-later); rows are never deleted behind the engine's back. "Cancel" reports running jobs
+later); rows are never deleted behind the engine's back. Each job done leaves an
+entry in its admin History (``log_change``). "Cancel" reports running jobs
 apart ("Cancel requested for ..."): they are Cancelled only once they stop; its
 confirmation page offers to terminate them (kill the process running each one).
 """
@@ -184,6 +185,7 @@ def perform(model_admin: admin.ModelAdmin, request: HttpRequest, op: Operation,
             f"job{'s' if len(requested) != 1 else ''}: {_listed(requested)}. "
             f"{'They become' if len(requested) != 1 else 'It becomes'} Cancelled when "
             f"{'they stop' if len(requested) != 1 else 'it stops'}.", messages.SUCCESS)
+    _history(model_admin, request, op, done, requested, options)
     for job_id, why in list(failed.items())[:MAX_MESSAGES]:
         model_admin.message_user(request, f"Job {job_id} was not {op.past}: {why}",
                                  messages.ERROR)
@@ -192,6 +194,18 @@ def perform(model_admin: admin.ModelAdmin, request: HttpRequest, op: Operation,
             request, f"... and {len(failed) - MAX_MESSAGES} more jobs were not {op.past}.",
             messages.ERROR)
     return done + requested, failed
+
+
+def _history(model_admin: admin.ModelAdmin, request: HttpRequest, op: Operation,
+             done: list[str], requested: list[str], options: dict[str, bool]) -> None:
+    """An entry in each job's admin History (who did what, from the list or its page)."""
+    asked = set(requested)
+    how = " (terminate)" if options.get("terminate") else ""
+    for job in Job.objects.filter(pk__in=done + requested).only("id", "name", "state"):
+        message = (f"Cancel requested{how} (it was running)" if job.pk in asked
+                   else f"{op.past.capitalize()}{how}")
+        model_admin.log_change(request, job, f"{message} through the admin action "
+                                             f"“{op.verb} selected jobs”.")
 
 
 def _listed(ids: list[str]) -> str:

@@ -12,10 +12,11 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 
-from .admin_support import run_seconds
+from celery_bgp.jobs.progress import KEY as PROGRESS_KEY
+
 from .models import Continuation, Job, JobData, JobLog, JobProperty, JobState
 
-__all__ = ["MAX_ROWS", "Failure", "job_details"]
+__all__ = ["MAX_ROWS", "Failure", "failure_of", "job_details", "job_timeline"]
 
 #: At most this many states, log lines, properties, data items or links are shown.
 MAX_ROWS = 500
@@ -44,7 +45,7 @@ def _newest(rows: Any, order: str) -> tuple[list[Any], bool]:
     return list(reversed(found[:MAX_ROWS])), len(found) > MAX_ROWS
 
 
-def _failure(job: Job, states: list[JobState]) -> Failure | None:
+def failure_of(job: Job, states: list[JobState]) -> Failure | None:
     """The failure box: only while the job is Failed (or Retrying), with the exception
     of that state. An earlier attempt's failure (a job that succeeded once requeued)
     is in the timeline, not in a box above the job."""
@@ -77,10 +78,10 @@ def task_result_url(job_id: str, site: admin.AdminSite) -> str | None:
         return None
 
 
-def job_details(job: Job, site: admin.AdminSite) -> dict[str, Any]:
-    """Template context of a job's page: timeline, logs, failure, links."""
+def job_timeline(job: Job) -> tuple[list[dict[str, Any]], bool, Any, list[JobState]]:
+    """The newest states with the time since the previous one, whether older ones were
+    left out, and when the last run started (one query)."""
     states, states_cut = _newest(JobState.objects.filter(job=job), "sequence")
-    logs, logs_cut = _newest(JobLog.objects.filter(job=job), "id")
     started = next((s.elected for s in reversed(states) if s.name == "Executing"), None)
     timeline = []
     previous = None
@@ -93,20 +94,35 @@ def job_details(job: Job, site: admin.AdminSite) -> dict[str, Any]:
                          "traceback": (state.data or {}).get("traceback")})
         if previous is None or state.elected > previous:
             previous = state.elected
+    return timeline, states_cut, started, states
+
+
+def job_details(job: Job, site: admin.AdminSite) -> dict[str, Any]:
+    """Template context of a job's page: timeline, logs, failure, progress, links."""
+    from .console.live import job_live_url, job_progress_context, job_status, last_log_id
+
+    timeline, states_cut, started, states = job_timeline(job)
+    logs, logs_cut = _newest(JobLog.objects.filter(job=job), "id")
     parents = (Continuation.objects.filter(child=job).select_related("parent")
                .only("on", "parent__id", "parent__name", "parent__state").order_by("id"))
     children = (Continuation.objects.filter(parent=job).select_related("child")
                 .only("on", "child__id", "child__name", "child__state").order_by("id"))
+    data_items = list(JobData.objects.filter(job=job).order_by("key")[:MAX_ROWS])
+    job.progress_value = next((item.value for item in data_items if item.key == PROGRESS_KEY),
+                              None)
+    lines = [{"row": row, "level": LEVELS.get(row.level, str(row.level))} for row in logs]
     return {
         "timeline": timeline,
         "timeline_cut": states_cut,
-        "logs": [{"row": row, "level": LEVELS.get(row.level, str(row.level))} for row in logs],
+        "logs": lines,
         "logs_cut": logs_cut,
         "properties": list(JobProperty.objects.filter(job=job).order_by("name")[:MAX_ROWS]),
-        "data_items": list(JobData.objects.filter(job=job).order_by("key")[:MAX_ROWS]),
+        "data_items": data_items,
         "parents": list(parents[:MAX_ROWS]),
         "children": list(children[:MAX_ROWS]),
-        "failure": _failure(job, states),
-        "run_seconds": run_seconds(started, job.modified if job.state != "Executing" else None),
+        "failure": failure_of(job, states),
+        **job_progress_context(job, started),
         "task_result_url": task_result_url(job.id, site),
+        "live_url": job_live_url(site, job, job_status(job), last_log_id(lines)),
     }
+

@@ -22,6 +22,8 @@ __all__ = ["SEARCH_COUNT_LIMIT", "EstimatedCountPaginator", "table_estimate"]
 ESTIMATE_THRESHOLD = 10_000
 #: A search's count stops here.
 SEARCH_COUNT_LIMIT = 10_000
+#: The "count" of a live refresh's list (not counted: see ``uncounted``).
+UNCOUNTED = 2**62
 
 
 def table_estimate(table: str, using: str = "default") -> int | None:
@@ -48,12 +50,18 @@ class EstimatedCountPaginator(Paginator):
     #: True when a search's count stopped at ``count_limit`` (the list says "more than").
     capped = False
 
-    def __init__(self, *args: Any, count_limit: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, count_limit: int | None = None, uncounted: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.count_limit = count_limit
+        self.uncounted = uncounted
 
     @cached_property
     def count(self) -> int:
+        if self.uncounted:
+            # A live refresh re-renders the rows only; the page keeps the pagination it
+            # showed, so it need not count (any page number is accepted).
+            return UNCOUNTED
         if self.count_limit is not None:
             # Only the ids (no per-row subqueries, no order) up to one past the limit.
             ids = self.object_list.order_by().values("pk")

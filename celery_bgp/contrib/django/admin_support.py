@@ -7,16 +7,33 @@ requeued jobs are sent by the project's own Celery app and broker.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
+from celery_bgp.jobs.progress import KEY as PROGRESS_KEY
+from celery_bgp.jobs.progress import Progress, read_progress
 from celery_bgp.priority import Priority
 
-__all__ = ["STATE_COLOURS", "find_bgp", "format_duration", "pretty_json", "priority_label",
-           "state_badge"]
+__all__ = [
+    "STATE_COLOURS",
+    "breakable_name",
+    "find_bgp",
+    "format_duration",
+    "page_progress",
+    "pretty_json",
+    "priority_label",
+    "progress_bar",
+    "short_id",
+    "short_time",
+    "state_badge",
+]
+
+#: Characters of a job id the list shows (the full id is in its title).
+SHORT_ID = 8
 
 #: State -> badge colour (background); unknown states are grey.
 STATE_COLOURS = {
@@ -76,3 +93,69 @@ def pretty_json(value: Any) -> SafeString:
     """JSON, indented, in a ``<pre>`` (escaped)."""
     text = json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=True)
     return format_html('<pre class="bgp-json">{}</pre>', text)
+
+
+def breakable_name(name: str) -> SafeString:
+    """A job name that may wrap after its dots and colons (``shop.jobs:report``), never
+    inside a word, so a long name takes lines rather than the other columns' room."""
+    parts = re.split(r"(?<=[.:])", name)
+    return format_html_join(mark_safe("<wbr>"), "{}", ((part,) for part in parts))
+
+
+def short_time(moment: datetime, now: datetime) -> SafeString:
+    """``21:48:11`` today, ``11-26 21:48`` this year, else the date (UTC); the full time
+    in the title."""
+    if moment.date() == now.date():
+        shown = moment.strftime("%H:%M:%S")
+    elif moment.year == now.year:
+        shown = moment.strftime("%m-%d %H:%M")
+    else:
+        shown = moment.strftime("%Y-%m-%d")
+    return format_html('<span title="{}">{}</span>', moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                       shown)
+
+
+def short_id(job_id: str) -> SafeString:
+    """The first :data:`SHORT_ID` characters, the full id in the title (hover, copy)."""
+    return format_html('<span class="bgp-id" title="{}">{}</span>', job_id,
+                       job_id[:SHORT_ID])
+
+
+def page_progress(job_ids: list[str]) -> dict[str, Progress]:
+    """Progress of these jobs (a page's running ones), one query on ``(job, key)``."""
+    from .models import JobData
+
+    if not job_ids:
+        return {}
+    rows = JobData.objects.filter(job_id__in=job_ids, key=PROGRESS_KEY).values_list(
+        "job_id", "value")
+    found = {job_id: read_progress(value) for job_id, value in rows}
+    return {job_id: report for job_id, report in found.items() if report is not None}
+
+
+def progress_bar(report: Progress | None, started: datetime | None, now: datetime,
+                 detailed: bool = False) -> SafeString:
+    """A ``<progress>`` bar with the percentage (and, ``detailed``, the message and the
+    ETA); an unknown total shows the count done. Empty without a report of this run."""
+    if report is None or not report.of_run(started):
+        return mark_safe("")
+    percent = report.percent
+    left = report.remaining(started, now)
+    eta = f"about {format_duration(left)} left" if left is not None else ""
+    done = f"{report.done:g}" + (f" of {report.total:g}" if report.total else " done")
+    title = " · ".join(x for x in (done, report.message or "", eta) if x)
+    if percent is None:
+        bar = format_html('<progress class="bgp-progress" title="{}"></progress> '
+                          '<span class="bgp-progress-text">{}</span>', title, done)
+    else:
+        bar = format_html('<progress class="bgp-progress" max="100" value="{}" title="{}">'
+                          '{}%</progress> <span class="bgp-progress-text">{}%</span>',
+                          percent, title, percent, percent)
+    if not detailed:
+        return bar
+    return format_html('<div class="bgp-progress-box">{} <span class="bgp-progress-done">{}'
+                       '</span>{}{}</div>', bar, done,
+                       format_html(' <span class="bgp-progress-eta">{}</span>', eta)
+                       if eta else "",
+                       format_html('<div class="bgp-progress-message">{}</div>',
+                                   report.message) if report.message else "")

@@ -3,7 +3,16 @@
  * Every data-bgp-interval milliseconds (default 5000) each such element's URL is asked
  * with the header "X-BGP-Live: 1"; a 200 answer replaces the element's content, a 204
  * keeps it. Nothing is asked while the tab is hidden or while paused (the pause is
- * remembered per browser in localStorage). No framework, no build step. */
+ * remembered per browser in localStorage). No framework, no build step.
+ *
+ * A view may also answer with:
+ * - the header "X-BGP-Live-Url": the URL to ask next time (what the page now shows, so
+ *   the next ask can be a cheap "changed since?" probe);
+ * - the header "X-BGP-Live-Parts: 1": the body is <template data-bgp-part="ID"> elements,
+ *   each replacing the content of the element with that id inside the live element, or
+ *   appended to it with data-bgp-append (new log lines), so one ask refreshes several parts.
+ * An element with data-bgp-hold="<selector>" is not refreshed while the selector finds
+ * something in it (e.g. a checked checkbox that a refresh would lose). */
 (function () {
   "use strict";
   var KEY = "celery_bgp.live.paused";
@@ -16,12 +25,50 @@
     document.documentElement.classList.toggle("bgp-live-paused", paused);
   }
 
+  function held(element) {
+    var hold = element.getAttribute("data-bgp-hold");
+    return Boolean(hold && element.querySelector(hold));
+  }
+
+  function applyParts(element, html) {
+    var holder = document.createElement("template");
+    holder.innerHTML = html;
+    holder.content.querySelectorAll("template[data-bgp-part]").forEach(function (part) {
+      var target = element.querySelector("#" + part.getAttribute("data-bgp-part"));
+      if (!target) { return; }
+      if (part.hasAttribute("data-bgp-append")) {
+        target.insertAdjacentHTML("beforeend", part.innerHTML);
+      } else {
+        target.innerHTML = part.innerHTML;
+      }
+    });
+    element.dispatchEvent(new CustomEvent("bgp:refreshed", {bubbles: true,
+                                                         detail: {parts: true}}));
+  }
+
   function refresh(element) {
-    if (paused || document.hidden || element.dataset.bgpBusy === "1") { return; }
+    if (paused || document.hidden || element.dataset.bgpBusy === "1" || held(element)) {
+      return;
+    }
     element.dataset.bgpBusy = "1";
     var url = element.getAttribute("data-bgp-live");
     fetch(url, {headers: {"X-BGP-Live": "1"}, credentials: "same-origin"})
       .then(function (response) {
+        if (response.redirected) {  // logged out: the login page is not a part of this one
+          element.classList.add("bgp-live-error");
+          return;
+        }
+        var next = response.headers.get("X-BGP-Live-Url");
+        if (response.status === 200 && held(element)) { return; }  // checked meanwhile
+        if (next && (response.status === 200 || response.status === 204)) {
+          element.setAttribute("data-bgp-live", next);
+        }
+        if (response.status === 200 && response.headers.get("X-BGP-Live-Parts") === "1") {
+          return response.text().then(function (html) {
+            applyParts(element, html);
+            element.classList.remove("bgp-live-error");
+          });
+        }
         if (response.status === 200) {
           return response.text().then(function (html) {
             if (html !== element.dataset.bgpLast) {
@@ -32,7 +79,8 @@
             element.classList.remove("bgp-live-error");
           });
         }
-        if (response.status !== 204) { element.classList.add("bgp-live-error"); }
+        if (response.status === 204) { element.classList.remove("bgp-live-error"); }
+        else { element.classList.add("bgp-live-error"); }
       })
       .catch(function () { element.classList.add("bgp-live-error"); })
       .finally(function () { element.dataset.bgpBusy = "0"; });
