@@ -54,3 +54,4 @@ def _command(name: str, **attrs: Any):
 from . import azure as _azure  # noqa: E402,F401  (celery bgp scheduled, issue 15)
 from . import commands as _commands  # noqa: E402,F401  (registers the subcommands)
 from . import daemons as _daemons  # noqa: E402,F401  (celery bgp daemons / daemon, issue 16)
+from . import recurring as _recurring  # noqa: E402,F401  (celery bgp recurring, issue 14)

@@ -66,8 +66,8 @@ def install(bgp: BackgroundProcessing) -> Task:
     def purge_jobs(task: Task) -> int:
         return purge(bgp.jobs)
 
-    def recurring(task: Task, name: str) -> str:
-        return bgp.jobs.run_recurring(name)
+    def recurring(task: Task, name: str) -> str | None:
+        return bgp.jobs.run_scheduled(name)  # None: paused, skipped
 
     common = {"bind": True, "shared": False, "lazy": False, "bgp": bgp}
     job_task = app.task(job, name=f"{prefix}.job", base=JobTask, **common)

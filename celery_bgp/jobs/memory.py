@@ -23,6 +23,7 @@ from .model import (
     Transition,
 )
 from .query import Condition, Group, JobQuery, Node, like_to_regex, property_value
+from .recurring import RecurringRecord
 from .store import (
     STALLED_STATES,
     JobExists,
@@ -60,6 +61,7 @@ class MemoryJobStore(JobStore):
         self._lock = threading.RLock()
         self._jobs: dict[str, _Entry] = {}
         self._continuations: dict[str, list[ContinuationRecord]] = {}
+        self._recurring: dict[tuple[str, str], RecurringRecord] = {}
 
     # -- jobs and states ---------------------------------------------------------------
 
@@ -294,11 +296,41 @@ class MemoryJobStore(JobStore):
                 for event in fresh:
                     _apply_event(entry, event)
 
+    # -- recurring jobs ----------------------------------------------------------------
+
+    def recurring_records(self, environment: str, names: Collection[str] | None = None
+                          ) -> dict[str, RecurringRecord]:
+        with self._lock:
+            return {name: dataclasses.replace(record)
+                    for (env, name), record in sorted(self._recurring.items())
+                    if env == environment and (names is None or name in names)}
+
+    def _recurring_row(self, environment: str, name: str) -> RecurringRecord:
+        return self._recurring.setdefault((environment, name),
+                                          RecurringRecord(name, environment))
+
+    def set_recurring_paused(self, environment: str, name: str, paused: bool, *,
+                             by: str | None, at: datetime) -> RecurringRecord:
+        with self._lock:
+            record = self._recurring_row(environment, name)
+            record.paused, record.paused_by, record.paused_at = paused, by, at
+            return dataclasses.replace(record)
+
+    def record_recurring_run(self, environment: str, name: str, *, job_id: str | None = None,
+                             at: datetime | None = None, beat: datetime | None = None) -> None:
+        with self._lock:
+            record = self._recurring_row(environment, name)
+            if job_id is not None:
+                record.last_job, record.last_run = job_id, at
+            if beat is not None:
+                record.last_beat = beat
+
     def clear(self) -> None:
         """Forget everything (tests)."""
         with self._lock:
             self._jobs.clear()
             self._continuations.clear()
+            self._recurring.clear()
 
 
 def _apply_event(entry: _Entry, event: CommandEvent) -> None:

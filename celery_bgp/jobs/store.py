@@ -32,6 +32,7 @@ from ..events.repository import EventRepository
 from ..exceptions import BGPError
 from .model import ContinuationRecord, JobRecord, LogRecord, On, StateRecord, Transition
 from .query import JobQuery, Q
+from .recurring import RecurringRecord
 
 __all__ = [
     "EVENT_STATES",
@@ -402,6 +403,32 @@ class JobStore(abc.ABC):
     def on_commit(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` once the surrounding transaction commits (now if there is none)."""
         fn()
+
+    # -- recurring jobs ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def recurring_records(self, environment: str, names: Collection[str] | None = None
+                          ) -> dict[str, RecurringRecord]:
+        """The stored records of recurring jobs (all of ``environment``, or ``names``)."""
+
+    @abc.abstractmethod
+    def set_recurring_paused(self, environment: str, name: str, paused: bool, *,
+                             by: str | None, at: datetime) -> RecurringRecord:
+        """Pause or resume a recurring job (``by`` whom, ``at`` when); return its record.
+
+        One row per (environment, name), created on first use; the run fields are kept.
+        """
+
+    @abc.abstractmethod
+    def record_recurring_run(self, environment: str, name: str, *, job_id: str | None = None,
+                             at: datetime | None = None, beat: datetime | None = None) -> None:
+        """Remember a run: its job (``job_id`` enqueued ``at``) and/or beat's send time
+        (``beat``); the pause fields are kept. A single upsert: it runs on every run."""
+
+    def set_beat_entry_enabled(self, entry: str, enabled: bool) -> bool:
+        """Enable or disable beat's stored copy of an entry, where the store has one
+        (django-celery-beat's ``PeriodicTask`` for the Django store); True if it did."""
+        return False
 
     # -- command events ----------------------------------------------------------------
 

@@ -121,7 +121,8 @@ def test_django_and_alembic_make_the_same_schema(kind):
         assert set(made_by_django) == {"celery_bgp_job", "celery_bgp_jobstate",
                                        "celery_bgp_jobproperty", "celery_bgp_jobdata",
                                        "celery_bgp_joblog", "celery_bgp_continuation",
-                                       "celery_bgp_daemon", "celery_bgp_daemonlog"}
+                                       "celery_bgp_daemon", "celery_bgp_daemonlog",
+                                       "celery_bgp_recurringjob"}
         for table, expected in made_by_django.items():
             for aspect, value in expected.items():
                 assert made_by_alembic[table][aspect] == value, (table, aspect)

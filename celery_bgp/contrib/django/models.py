@@ -220,3 +220,36 @@ class OperationsConsole(Job):
         default_permissions = ()
         verbose_name = "operations console"
         verbose_name_plural = "operations console"
+
+
+class RecurringJob(models.Model):
+    """A recurring job's pause and last run, one row per environment and name.
+
+    The ``jobs.recurring`` task reads it before each run (a paused run is skipped), so a
+    pause reaches every worker and beat at once and survives restarts; the console and
+    the CLI read the last run from it instead of searching the jobs. The schedule itself
+    stays in code (``bgp.jobs.recurring``) and in beat.
+    """
+
+    environment = ExactCharField(max_length=64)
+    name = ExactCharField(max_length=200)
+    paused = models.BooleanField(default=False)
+    paused_by = ExactCharField(max_length=255, null=True, blank=True)
+    paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was paused, or resumed once it was.")
+    last_job = ExactCharField(max_length=64, null=True, blank=True,
+                              help_text="The newest run's job (not a foreign key: "
+                                        "retention may delete it).")
+    last_run = models.DateTimeField(null=True, blank=True)
+    last_beat = models.DateTimeField(
+        null=True, blank=True, help_text="When beat's last run reached a worker.")
+
+    class Meta:
+        verbose_name = "recurring job"
+        verbose_name_plural = "recurring jobs"
+        constraints = [models.UniqueConstraint(fields=["environment", "name"],
+                                               name="bgp_recurring_env_name")]
+
+    def __str__(self) -> str:
+        return f"recurring job {self.name}" + (
+            f" ({self.environment})" if self.environment != "default" else "")

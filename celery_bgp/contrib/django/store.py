@@ -89,10 +89,11 @@ from .records import (
     state_record,
     state_row,
 )
+from .recurring_store import RecurringRows
 
 __all__ = ["DjangoJobStore"]
 
-class DjangoJobStore(JobStore):
+class DjangoJobStore(RecurringRows, JobStore):
     """Jobs in the ``celery_bgp_*`` tables of one database alias (``using``)."""
 
     #: Connection refused or lost, server restarting, lock or statement timeouts.

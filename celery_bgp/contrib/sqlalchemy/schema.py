@@ -33,12 +33,14 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import JSON, TypeEngine, UserDefinedType
 
 __all__ = ["JSONValue", "UTCDateTime", "continuation", "exact_string", "job", "job_data",
-           "job_log", "job_property", "job_state", "long_text", "metadata", "positive_int"]
+           "job_log", "job_property", "job_state", "long_text", "metadata", "positive_int",
+           "recurring_job"]
 
 MYSQL = ("mysql", "mariadb")
 
@@ -215,4 +217,19 @@ job_state = Table(
     Column("data", JSONValue(), nullable=False),
     _job_fk(),
     Column("life_order", exact_string(40), nullable=True),
+)
+
+#: A recurring job's pause and last run (Django's ``RecurringJob``; Alembic ``bgp_0004``).
+recurring_job = Table(
+    "celery_bgp_recurringjob", metadata,
+    auto_id(),
+    Column("environment", exact_string(64), nullable=False),
+    Column("name", exact_string(200), nullable=False),
+    Column("paused", Boolean(), nullable=False),
+    Column("paused_by", exact_string(255), nullable=True),
+    Column("paused_at", UTCDateTime(), nullable=True),
+    Column("last_job", exact_string(64), nullable=True),
+    Column("last_run", UTCDateTime(), nullable=True),
+    Column("last_beat", UTCDateTime(), nullable=True),
+    UniqueConstraint("environment", "name", name="bgp_recurring_env_name"),
 )

@@ -72,12 +72,13 @@ from .records import (
     state_values,
     stored_property,
 )
+from .recurring import RecurringRows
 from .schema import UTCDateTime, continuation, job, job_data, job_log, job_property, job_state
 
 __all__ = ["SQLAlchemyJobStore", "engine_from_url"]
 
 
-class SQLAlchemyJobStore(CommandEvents, JobStore):
+class SQLAlchemyJobStore(RecurringRows, CommandEvents, JobStore):
     """Jobs in the ``celery_bgp_*`` tables of one SQLAlchemy Engine (or ``db+`` URL)."""
 
     #: Connection refused or lost, server restarting, lock or statement timeouts.
