@@ -4,7 +4,7 @@
 On a machine with only Python it creates ``.venv-demo`` and installs celery-bgp's
 dependencies there (once; celery-bgp itself runs from this checkout), then: migrates an
 SQLite database, creates an admin login (printed), starts a real ``celery worker``
-(with beat) on an embedded broker that needs no server (kombu's filesystem transport),
+and ``celery beat`` on an embedded broker that needs no server (kombu's filesystem transport),
 starts the Django admin on 127.0.0.1, submits every kind of sample work, and shows its
 progress here. Ctrl-C stops everything.
 
@@ -99,7 +99,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class Stack:
-    """The worker, the web server (and Azurite): started, watched, stopped."""
+    """The worker, beat, the web server (and Azurite): started, watched, stopped."""
 
     def __init__(self, data: Path, env: dict[str, str]) -> None:
         self.data, self.env = data, env
@@ -182,7 +182,7 @@ def main(argv: list[str]) -> int:
             _wait(lambda: port_open(10001), 30, "Azurite")
         return run(args, console, stack)
     except KeyboardInterrupt:
-        console.print("\n[bold]Stopping[/] the worker and the web server ...")
+        console.print("\n[bold]Stopping[/] the worker, beat and the web server ...")
         return 0
     finally:
         stack.stop()
@@ -220,9 +220,13 @@ def run(args: argparse.Namespace, console, stack: Stack) -> int:
     since = datetime.now(timezone.utc)
     earlier = bgp.jobs.count()
     python = sys.executable
-    stack.start("worker", [python, "-m", "celery", "-A", "proj", "worker", "-B",
+    stack.start("worker", [python, "-m", "celery", "-A", "proj", "worker",
                            "-P", "threads", "-c", "4", "-l", "INFO",
                            "-n", "demo@%h", "--without-gossip", "--without-mingle"])
+    # Beat in its own process, as in production: `worker -B` forks it from a worker
+    # whose threads (pool, daemons, event writer) may hold locks at that moment, and a
+    # beat forked that way can hang before it stores or sends anything.
+    stack.start("beat", [python, "-m", "celery", "-A", "proj", "beat", "-l", "INFO"])
     stack.start("web", [python, "manage.py", "runserver", f"127.0.0.1:{args.port}",
                         "--noreload"])
     _wait(lambda: port_open(args.port), 60, "the web server")

@@ -1,6 +1,7 @@
-"""One demo (worker, beat, admin, sample work) and one headless Chromium for every
-browser test of a run: starting them is the slow part. A test that changes a job
-changes one that no other test looks at."""
+"""One demo (worker, beat, admin, sample work) and one headless Chromium for the browser
+tests: starting them is the slow part. A test that changes a job changes one that no
+other test looks at. Both are package-scoped: Playwright's sync API runs an asyncio loop
+in this thread while it is open, which the tests after this package must not inherit."""
 from __future__ import annotations
 
 import os
@@ -45,9 +46,9 @@ class Demo:
     data: Path  # the demo's --data folder (its SQLite database is data / "demo.sqlite3")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo(tmp_path_factory):
-    """The demo until every sample ran, shared by the run's browser tests."""
+    """The demo until every sample ran, shared by the browser tests."""
     require_browser()  # before starting anything
     port = free_port()
     data = tmp_path_factory.mktemp("demo") / "data"
@@ -63,7 +64,7 @@ def demo(tmp_path_factory):
     assert proc.returncode == 0, rest[-3000:]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium(demo):
     from playwright.sync_api import sync_playwright
 
