@@ -33,7 +33,7 @@ def enabled(demo) -> bool:
     flag = query(demo, "SELECT enabled FROM django_celery_beat_periodictask WHERE name = ?",
                  ENTRY)
     assert flag is not None, "beat has not stored its entry: " + (
-        demo.data / "worker.log").read_text(errors="replace")[-3000:]
+        demo.data / "beat.log").read_text(errors="replace")[-3000:]
     return bool(flag)
 
 
