@@ -20,7 +20,7 @@ from typing import Any
 from ..commands import utcnow
 from ..exceptions import ImproperlyConfigured
 
-__all__ = ["RecurringJobs", "RecurringRecord", "entry_name"]
+__all__ = ["RecurringJobs", "RecurringRecord", "RecurringUpserts", "entry_name"]
 
 logger = logging.getLogger("celery_bgp.jobs.recurring")
 
@@ -40,6 +40,31 @@ class RecurringRecord:
     last_run: datetime | None = None
     #: When beat's last run reached a worker (a skipped one too): the base of the next run.
     last_beat: datetime | None = None
+
+
+class RecurringUpserts:
+    """The job store's recurring-job writes for stores that upsert one row per
+    (environment, name): each write names only the fields it sets, so beat's runs on
+    several workers and an operator's pause never read-modify-write the row. A store
+    gives :meth:`_write_recurring` (one upsert) and ``recurring_records``."""
+
+    def _write_recurring(self, environment: str, name: str, **fields: Any) -> None:
+        raise NotImplementedError  # abstract: the store's one upsert
+
+    def set_recurring_paused(self, environment: str, name: str, paused: bool, *,
+                             by: str | None, at: datetime) -> RecurringRecord:
+        self._write_recurring(environment, name, paused=paused, paused_by=by, paused_at=at)
+        return self.recurring_records(environment, [name])[name]  # type: ignore[attr-defined]
+
+    def record_recurring_run(self, environment: str, name: str, *, job_id: str | None = None,
+                             at: datetime | None = None, beat: datetime | None = None) -> None:
+        fields: dict[str, Any] = {}
+        if job_id is not None:
+            fields.update(last_job=job_id, last_run=at)
+        if beat is not None:
+            fields["last_beat"] = beat
+        if fields:
+            self._write_recurring(environment, name, **fields)
 
 
 def entry_name(environment: str, name: str) -> str:

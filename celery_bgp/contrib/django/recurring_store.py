@@ -7,10 +7,9 @@ disables django-celery-beat's stored entry when there is one (:mod:`.beat`).
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
 from typing import Any
 
-from celery_bgp.jobs.recurring import RecurringRecord
+from celery_bgp.jobs.recurring import RecurringRecord, RecurringUpserts
 
 from .models import RecurringJob
 
@@ -24,7 +23,7 @@ def _record(row: RecurringJob) -> RecurringRecord:
                            **{name: getattr(row, name) for name in FIELDS})
 
 
-class RecurringRows:
+class RecurringRows(RecurringUpserts):
     """:class:`~celery_bgp.jobs.store.JobStore`'s recurring-job methods, Django ORM."""
 
     using: str
@@ -37,22 +36,7 @@ class RecurringRows:
             rows = rows.filter(name__in=list(names))
         return {row.name: _record(row) for row in rows.order_by("name")}
 
-    def set_recurring_paused(self, environment: str, name: str, paused: bool, *,
-                             by: str | None, at: datetime) -> RecurringRecord:
-        self._write(environment, name, paused=paused, paused_by=by, paused_at=at)
-        return self.recurring_records(environment, [name])[name]
-
-    def record_recurring_run(self, environment: str, name: str, *, job_id: str | None = None,
-                             at: datetime | None = None, beat: datetime | None = None) -> None:
-        fields: dict[str, Any] = {}
-        if job_id is not None:
-            fields.update(last_job=job_id, last_run=at)
-        if beat is not None:
-            fields["last_beat"] = beat
-        if fields:
-            self._write(environment, name, **fields)
-
-    def _write(self, environment: str, name: str, **fields: Any) -> None:
+    def _write_recurring(self, environment: str, name: str, **fields: Any) -> None:
         row = RecurringJob(environment=environment, name=name, **fields)
         self._upsert(RecurringJob, [row], ["environment", "name"], list(fields))
 

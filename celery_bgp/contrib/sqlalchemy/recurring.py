@@ -6,12 +6,11 @@ so concurrent runs and an operator's pause never read-modify-write the row.
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from celery_bgp.jobs.recurring import RecurringRecord
+from celery_bgp.jobs.recurring import RecurringRecord, RecurringUpserts
 
 from .plumbing import Plumbing
 from .schema import recurring_job
@@ -21,7 +20,7 @@ __all__ = ["RecurringRows"]
 FIELDS = ("paused", "paused_by", "paused_at", "last_job", "last_run", "last_beat")
 
 
-class RecurringRows(Plumbing):
+class RecurringRows(RecurringUpserts, Plumbing):
     """:class:`~celery_bgp.jobs.store.JobStore`'s recurring-job methods, SQLAlchemy Core."""
 
     def recurring_records(self, environment: str, names: Collection[str] | None = None
@@ -36,22 +35,7 @@ class RecurringRows(Plumbing):
                                              **{name: row[name] for name in FIELDS})
                 for row in rows}
 
-    def set_recurring_paused(self, environment: str, name: str, paused: bool, *,
-                             by: str | None, at: datetime) -> RecurringRecord:
-        self._write(environment, name, paused=paused, paused_by=by, paused_at=at)
-        return self.recurring_records(environment, [name])[name]
-
-    def record_recurring_run(self, environment: str, name: str, *, job_id: str | None = None,
-                             at: datetime | None = None, beat: datetime | None = None) -> None:
-        fields: dict[str, Any] = {}
-        if job_id is not None:
-            fields.update(last_job=job_id, last_run=at)
-        if beat is not None:
-            fields["last_beat"] = beat
-        if fields:
-            self._write(environment, name, **fields)
-
-    def _write(self, environment: str, name: str, **fields: Any) -> None:
+    def _write_recurring(self, environment: str, name: str, **fields: Any) -> None:
         row = {"environment": environment, "name": name, "paused": False, **fields}
         with self._single() as connection:
             self._upsert(connection, recurring_job, [row], ["environment", "name"], list(fields))
