@@ -92,12 +92,14 @@ def kill_after_acks(scenario: str, broker: str, env: dict[str, str], sink: redis
     for _ in range(kills):
         worker = WorkerProcess(app, env, [env["BGP_TEST_QUEUE"]], concurrency=2).start()
         target = min(count, len(seen()) + step)
-        # Progress, or nothing left to take: a message lost in kombu's Redis window (see
-        # the Redis test) never comes, and the last steps' target would wait for it.
-        wait_until(lambda target=target: len(seen()) >= target
-                   or (broker_empty is not None and broker_empty()), 90,
-                   "the worker made no progress", worker.log)
-        worker.kill()  # SIGKILL: the main process (which acks) and the pool children
+        try:
+            # Progress, or nothing left to take: a message lost in kombu's Redis window
+            # (see the Redis test) never comes, and the last steps' target would wait.
+            wait_until(lambda target=target: len(seen()) >= target
+                       or (broker_empty is not None and broker_empty()), 90,
+                       "the worker made no progress", worker.log)
+        finally:
+            worker.kill()  # SIGKILL: the main process (which acks) and the pool children
     with WorkerProcess(app, env, [env["BGP_TEST_QUEUE"]], concurrency=2):
         deadline, runs, changed = time.monotonic() + 150, -1, time.monotonic()
         while time.monotonic() < deadline:
