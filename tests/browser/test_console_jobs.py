@@ -11,20 +11,16 @@ import time
 
 import pytest
 
+from tests.helpers import waiting
+
 pytestmark = pytest.mark.integration
 
 REPORT = "shop.jobs:generate_report"
 
 
-def wait_for(check, timeout: float = 40, every: float = 0.25, what: str = ""):
-    """Poll ``check()`` until it returns something true; never reloads the page."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
+def wait_for(check, timeout: float = 40, what: str = ""):
+    """Poll without reloading the page (the page must update by itself)."""
+    return waiting.wait_for(check, timeout, what)
 
 
 def report_row(page):

@@ -22,7 +22,7 @@ from celery_bgp.contrib.django.models import Job, JobState
 from celery_bgp.jobs import Executing
 from tests.apps import jobs as J
 from tests.apps.admin_app import bgp
-from tests.helpers.admin import staff_with
+from tests.helpers.admin import staff_with, superuser
 
 pytestmark = pytest.mark.django_db
 
@@ -42,9 +42,7 @@ def admin_engine(settings, redis_base):
 
 @pytest.fixture
 def root(db):
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", password="pw"))
-    return client
+    return superuser()
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import quote
-from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from celery_bgp.commands import utcnow
@@ -25,6 +23,7 @@ from celery_bgp.contrib.django.models import Job
 from celery_bgp.jobs import CancellationToken, Executing
 from tests.apps import jobs as J
 from tests.apps.admin_app import bgp
+from tests.helpers.admin import superuser
 
 pytestmark = pytest.mark.django_db
 
@@ -39,9 +38,7 @@ def admin_engine(settings, redis_base):
 
 @pytest.fixture
 def root(db):
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", password="pw"))
-    return client
+    return superuser()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ actions (add / cancel a consumer, shutdown) answered by the worker, permission-c
 confirmed and written to the admin History."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -19,6 +18,7 @@ from tests.apps import jobs as J
 from tests.apps.admin_app import bgp
 from tests.conftest import BROKER_DB, stack_env
 from tests.helpers.admin import staff_with
+from tests.helpers.waiting import wait_for
 from tests.helpers.workers import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -61,16 +61,6 @@ def live(client: Client) -> str:
 def row_of(page: str, hostname: str, css: str = "bgp-worker") -> str:
     start = page.index(f'<tr class="{css}" data-worker="{hostname}">')
     return page[start:page.index("</tr>", start)]
-
-
-def wait_for(check, timeout: float = 30.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def test_a_live_worker_and_its_job_then_the_worker_killed_mid_job_shows_as_gone(env, root,

@@ -17,3 +17,10 @@ def staff_with(*codenames: str) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+def superuser(username: str = "root") -> Client:
+    """A client logged in as a new superuser."""
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser(username, password="pw"))
+    return client

@@ -12,6 +12,7 @@ import pytest
 from celery_bgp.jobs import P
 from tests.apps.admin_app import bgp
 from tests.conftest import BROKER_DB, stack_env
+from tests.helpers.waiting import wait_for
 from tests.helpers.workers import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -21,16 +22,6 @@ EVERY = 1.0
 
 def runs(name: str) -> int:
     return bgp.jobs.count(P("recurring") == name)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what} within {timeout}s")
 
 
 @pytest.fixture
