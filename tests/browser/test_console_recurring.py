@@ -11,6 +11,7 @@ import time
 from contextlib import closing
 
 import pytest
+from django.contrib.admin.utils import quote
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ def test_an_operator_runs_pauses_and_resumes_clean_carts(demo, admin_page, shots
         message = page.locator(".messagelist").inner_text()
         assert "Started a run of clean-carts now: job" in message
         job_id = re.search(r"job (\S+)\.", message).group(1)
-        assert page.locator(f'.messagelist a[href*="{job_id}"]').count() == 1
+        assert page.locator(f'.messagelist a[href*="/{quote(job_id)}/change/"]').count() == 1
         deadline = time.monotonic() + 30  # the live table shows the run succeed
         while "Succeeded" not in page.locator(f"{ROW} .bgp-last").inner_text():
             assert time.monotonic() < deadline, page.locator(ROW).inner_text()

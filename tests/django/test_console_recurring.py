@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -52,7 +53,9 @@ def test_the_page_lists_every_schedule_with_next_and_last_run(root, name):
     job_id = bgp.jobs.run_recurring(name)
     html = root.get(PAGE).content.decode()
     assert name in html and "every 30 seconds" in html
-    assert f"/admin/celery_bgp/job/{job_id}/change/" in html  # the last run, linked
+    link = f"/admin/celery_bgp/job/{quote(job_id)}/change/"  # the admin's quoting ("_")
+    assert link in html  # the last run, linked
+    assert job_id in root.get(link).content.decode()
     assert "bgp:default:purge" in html and "read-only" in html  # beat's other entries
     assert 'data-bgp-live="/admin/celery_bgp/job/recurring/?v=' in html
     fragment = root.get(PAGE, HTTP_X_BGP_LIVE="1").content.decode()

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.utils import quote
 from django.contrib.contenttypes.models import ContentType
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -124,7 +125,8 @@ def _view(row: ScheduleRow, stored: dict[str, Any], now: datetime, site: str
         "last_ms": _ms(row.last_run),
         "paused_ms": _ms(record.paused_at) if record else None,
         "job": job,
-        "job_url": reverse(f"{site}:celery_bgp_job_change", args=[job.id]) if job else None,
+        "job_url": reverse(f"{site}:celery_bgp_job_change", args=[quote(job.id)])
+        if job else None,
         "job_state": state_badge(job.state) if job else None,
         "job_missing": bool(record and record.last_job and job is None),
     }
@@ -215,7 +217,8 @@ def perform(model_admin: Any, request: HttpRequest, action: str, name: str) -> N
             job = Job.objects.filter(pk=job_id).first()
             if job is not None:
                 model_admin.log_change(request, job, f"Run now of recurring job {name!r}")
-            url = reverse(f"{model_admin.admin_site.name}:celery_bgp_job_change", args=[job_id])
+            url = reverse(f"{model_admin.admin_site.name}:celery_bgp_job_change",
+                          args=[quote(job_id)])
             messages.success(request, _linked(f"Started a run of {name} now: job ", job_id, url))
         elif action in ("pause", "resume"):
             if action == "pause":
