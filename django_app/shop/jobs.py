@@ -19,9 +19,9 @@ def charge_card(order: str, amount: float, job_context: JobContext) -> str:
     return f"charged {amount}"
 
 
-def generate_report(month: str, job_context: JobContext, cancellation: CancellationToken) -> dict:
-    """A slow job that reports its progress as it goes."""
-    steps = 10
+def generate_report(month: str, job_context: JobContext, cancellation: CancellationToken,
+                    steps: int = 10) -> dict:
+    """A slow job (a second a step) that reports its progress as it goes."""
     for step in range(1, steps + 1):
         if cancellation.wait(1.0):
             job_context.warning(f"cancelled at step {step}")

@@ -12,7 +12,9 @@ import sys
 import uuid
 
 import pytest
+from django.contrib.admin.utils import quote
 
+from tests.helpers.waiting import wait_for
 from tests.helpers.workers import ROOT
 
 pytestmark = pytest.mark.integration
@@ -23,17 +25,28 @@ SUBMIT_REPORT = """
 import django; django.setup()
 from proj.celery import bgp
 from shop import jobs
-print(bgp.jobs.submit(jobs.generate_report, args=["2026-11"]))
+print(bgp.jobs.submit(jobs.generate_report, args=["2026-11"], kwargs={"steps": 120}))
+"""
+CANCEL = """
+import django, sys; django.setup()
+from proj.celery import bgp
+bgp.jobs.cancel(sys.argv[1])
 """
 
 
-def submit_report(demo) -> str:
-    """A new report job (10 s, one step a second) in the demo, that no other test looks at."""
+def in_demo(demo, code: str, *args: str) -> str:
+    """Run ``code`` in the demo's Django project (its data folder); what it printed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
     env.update(BGP_DEMO_DATA=str(demo.data), DJANGO_SETTINGS_MODULE="proj.settings")
-    done = subprocess.run([sys.executable, "-c", SUBMIT_REPORT], cwd=ROOT / "django_app",
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT / "django_app",
                           env=env, capture_output=True, text=True, timeout=60, check=True)
-    return done.stdout.strip().splitlines()[-1]
+    return done.stdout.strip()
+
+
+def submit_report(demo) -> str:
+    """A new report job in the demo that no other test looks at: 120 steps of a second,
+    long enough to be seen on a loaded machine, cancelled by the test once seen."""
+    return in_demo(demo, SUBMIT_REPORT).splitlines()[-1]
 
 
 def test_the_workers_page_shows_the_demo_worker_live_and_changes_its_queues(
@@ -51,10 +64,21 @@ def test_the_workers_page_shows_the_demo_worker_live_and_changes_its_queues(
     assert "SHUT DOWN" in text.upper()  # the demo's admin is a superuser
     # Live: the page asks the workers again by itself; the report job shows up running,
     # linked to its page, with its lock's heartbeat.
-    running = row.locator(f'.bgp-running a[href$="/{job_id}/change/"]')
-    running.wait_for(timeout=20_000)
-    assert running.inner_text() == "shop.jobs:generate_report"
-    assert re.search(r"\d+(\.\d+)?s ago", row.inner_text())
+    running = row.locator(f'.bgp-running a[href$="/{quote(job_id)}/change/"]')
+    seen: list[str] = []
+
+    def shown() -> bool:
+        seen.append(page.evaluate("""() => `${window.bgpRefreshed} refreshes: ` +
+            (document.querySelector('#bgp-workers-live') || {}).innerText"""))
+        return running.count() > 0
+
+    try:
+        wait_for(shown, 40, lambda: f"job {job_id} running on the workers page; it showed, "
+                 "in turn:\n" + "\n---\n".join(dict.fromkeys(seen)))
+        assert running.inner_text() == "shop.jobs:generate_report"
+        assert re.search(r"\d+(\.\d+)?s ago", row.inner_text())
+    finally:
+        in_demo(demo, CANCEL, job_id)  # gives the worker's thread back to the other tests
     page.wait_for_function("window.bgpRefreshed > 0", timeout=15_000)
     assert page.evaluate("window.bgpMarker") == 1  # replaced in place, never reloaded
     page.click("#toggle-nav-sidebar")

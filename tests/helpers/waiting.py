@@ -8,14 +8,17 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "",
-             every: float = 0.25) -> T:
+def wait_for(check: Callable[[], T], timeout: float = 30.0,
+             what: str | Callable[[], str] = "", every: float = 0.25) -> T:
     """Poll ``check()`` until it returns something true, and return that; fail after
-    ``timeout`` seconds saying ``what`` did not happen."""
+    ``timeout`` seconds saying ``what`` did not happen (a callable: asked then, so the
+    message can tell what was seen instead)."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        if time.monotonic() >= deadline:
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {said}")
         time.sleep(every)
