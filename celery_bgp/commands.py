@@ -340,21 +340,20 @@ def decode_command(command_type: type, payload: Any, *, task_id: str | None = No
     payload lacks takes its default (a newer worker reading an older payload); a
     required field it lacks is an error.
     """
-    name = command_name(command_type)
     if not isinstance(payload, Mapping):
-        raise InvalidCommand(
-            f"payload for {name} must be a JSON object, got {type(payload).__name__}"
-        )
+        raise InvalidCommand(f"payload for {command_name(command_type)} must be a JSON "
+                             f"object, got {type(payload).__name__}")
     if task_id is not None:
         if "id" not in payload:
             raise InvalidCommand(
-                f"invalid payload for {name}: id: missing; a command's payload carries its "
-                f"id, which is the id of its task ({task_id})"
+                f"invalid payload for {command_name(command_type)}: id: missing; a "
+                f"command's payload carries its id, which is the id of its task ({task_id})"
             )
         if payload["id"] != task_id:
             raise InvalidCommand(
-                f"invalid payload for {name}: id: not the id of its task ({task_id}); a "
-                "command's id is its task id, which its events and result are found by"
+                f"invalid payload for {command_name(command_type)}: id: not the id of its "
+                f"task ({task_id}); a command's id is its task id, which its events and "
+                "result are found by"
             )
     try:
         command = _adapter(command_type).validate_python(payload)
@@ -374,7 +373,7 @@ def decode_command(command_type: type, payload: Any, *, task_id: str | None = No
     if known is not None:
         unknown = [key for key in payload if key not in known]
         if unknown:
-            _warn_unknown(name, unknown)
+            _warn_unknown(command_name(command_type), unknown)
     return command
 
 

@@ -85,12 +85,15 @@ class HandlerSpec:
         """Build the handler (classes) and run it; awaitables are run to completion."""
         fn = factory(self.target).handle if self.is_class else self.target
         result = fn(command)
-        if inspect.isawaitable(result):
+        if result is not None and type(result) not in _NOT_AWAITABLE \
+                and inspect.isawaitable(result):  # the ABC check costs: most return None
             result = run_awaitable(result)
         return result
 
 
 _MARK = "__bgp_handler__"
+#: Results that are never awaitable, checked by type before ``inspect.isawaitable``.
+_NOT_AWAITABLE = frozenset({str, bytes, int, float, bool, dict, list, tuple})
 
 
 def handler(command_type: type, **task_options: Any) -> Callable[[Callable], Callable]:

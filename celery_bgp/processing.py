@@ -308,7 +308,7 @@ class BackgroundProcessing(JobsSupport, DaemonsSupport):
         send = context.options.pop("_bgp_send", True)
         options = self._publish_options(command, context.options)
         task = self.task_for(type(command))
-        name = self.task_name(type(command))
+        name = task.name if task is not None else self.task_name(type(command))
         if not send:
             return self.app.signature(name, args=(payload,), immutable=True, **options)
         if self.app.conf.task_always_eager:

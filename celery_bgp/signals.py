@@ -21,6 +21,7 @@ import contextlib
 import logging
 import math
 import threading
+import time
 import weakref
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,7 @@ _UNSET: Any = object()
 SHUTDOWN_FLUSH_TIMEOUT = 5.0
 #: A dispatch stamp further ahead of this process's clock is malformed, not skew.
 MAX_CLOCK_SKEW = timedelta(days=1)
+_MAX_SKEW_SECONDS = MAX_CLOCK_SKEW.total_seconds()
 
 logger = logging.getLogger("celery_bgp")
 
@@ -110,18 +112,16 @@ def dispatch_stamp(value: Any, command_id: Any = None) -> datetime | None:
     """
     if value is None:
         return None
-    seconds = None
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    seconds = value if type(value) is float else None  # what a celery-bgp publisher sends
+    if seconds is None and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         with contextlib.suppress(ValueError, OverflowError):
             seconds = float(value)
-    if seconds is not None and math.isfinite(seconds):
+    if seconds is not None and math.isfinite(seconds) \
+            and seconds - time.time() <= _MAX_SKEW_SECONDS:
         try:
-            stamp = datetime.fromtimestamp(seconds, timezone.utc)
+            return datetime.fromtimestamp(seconds, timezone.utc)
         except (OverflowError, OSError, ValueError):
             pass
-        else:
-            if stamp - utcnow() <= MAX_CLOCK_SKEW:
-                return stamp
     _malformed(DISPATCHED_AT, value, command_id, "ignored: the event is dated now")
     return None
 
@@ -150,7 +150,7 @@ def _malformed(name: str, value: Any, command_id: Any, what: str) -> None:
 
 def _before_publish(headers: dict | None = None, **_: Any) -> None:
     if headers and INSTANCE in headers:
-        headers[DISPATCHED_AT] = utcnow().timestamp()
+        headers[DISPATCHED_AT] = time.time()
 
 
 def _after_publish(sender: str | None = None, headers: dict | None = None, body: Any = None,
@@ -162,8 +162,8 @@ def _after_publish(sender: str | None = None, headers: dict | None = None, body:
         return
     command_id = headers.get("id")  # not a string: the recorder quarantines the event
     when = dispatch_stamp(headers.get(DISPATCHED_AT), command_id) or utcnow()
-    bgp.record(CommandEvent(
-        command_id=command_id,  # type: ignore[arg-type]
+    bgp.record(CommandEvent.trusted(  # fields from the wire: the recorder checks them
+        command_id=command_id,
         status=EventStatus.DISPATCHED,
         timestamp=when,
         command_name=bgp.command_name_for_task(sender),
@@ -203,24 +203,41 @@ def _floor(request: Any) -> datetime | None:
     return floor
 
 
+def _facts(task: CommandTask, request: Any) -> tuple[Any, ...]:
+    """What every worker event of one request repeats, read and checked once per request
+    (a command records two events or more): id, name, worker, retries, requeues, floor."""
+    facts = getattr(request, "_bgp_facts", None)
+    if facts is None:
+        command_id = request.id
+        retries = getattr(request, "retries", 0)
+        requeues = getattr(request, REQUEUES, None)
+        stamp = getattr(request, DISPATCHED_AT, None)
+        if stamp is not None:
+            stamp = dispatch_stamp(stamp, command_id)
+        facts = (
+            command_id, task.command_name, getattr(request, "hostname", None),
+            retries if type(retries) is int and 0 <= retries <= MAX_COUNT
+            else header_count(retries, "retries", command_id),
+            0 if requeues is None else header_count(requeues, REQUEUES, command_id),
+            None if stamp is None else stamp + _ONE_TICK,  # the floor (see _floor)
+        )
+        try:  # noqa: SIM105  (once per request, but a context manager costs here too)
+            request._bgp_facts = facts
+        except AttributeError:  # a request without a __dict__
+            pass
+    return facts
+
+
 def _event(task: CommandTask, status: EventStatus, request: Any = None,
            **fields: Any) -> CommandEvent:
     request = request if request is not None else task.request
-    command_id = fields.pop("command_id", None) or request.id
-    retries = getattr(request, "retries", 0)
-    requeues = getattr(request, REQUEUES, None)
-    return CommandEvent(
-        command_id=command_id,
+    command_id, name, worker, retries, requeues, floor = _facts(task, request)
+    now = datetime.now(timezone.utc)
+    return CommandEvent.trusted(
+        command_id=fields.pop("command_id", None) or command_id,
         status=status,
-        timestamp=worker_timestamp(request),
-        command_name=task.command_name,
-        worker=getattr(request, "hostname", None),
-        retries=retries if type(retries) is int and 0 <= retries <= MAX_COUNT
-        else header_count(retries, "retries", command_id),
-        requeues=0 if requeues is None
-        else header_count(requeues, REQUEUES, command_id),
-        **fields,
-    )
+        timestamp=floor if floor is not None and floor > now else now,
+        command_name=name, worker=worker, retries=retries, requeues=requeues, **fields)
 
 
 def acks_late(task: Any) -> bool:

@@ -112,6 +112,7 @@ class EventRecorder:
         self._writer_waits = False  # the writer sleeps on _wake for the next batch
         self._lingering = False  # the writer sleeps on _wake until the linger ends
         self._thread: threading.Thread | None = None
+        self._running = False  # the writer thread runs (cheaper than is_alive per event)
         self._stats_lock = threading.Lock()
         self._queued = 0  # events ever queued: the ticket of the last one
         self._done = 0  # events the writer has finished with (written or given up)
@@ -133,9 +134,7 @@ class EventRecorder:
         Returns the ticket to wait for (0: nothing to wait for: written inline, or
         dropped).
         """
-        urgent = urgent and self.final_timeout > 0
-        if self._pid != os.getpid():
-            self._reset()
+        urgent = urgent and self.final_timeout > 0  # (a forked child resets: _after_fork)
         if self.mode == "sync":
             with self._stats_lock:
                 self.stats.recorded += 1
@@ -155,7 +154,7 @@ class EventRecorder:
             if self._writer_waits or (self._lingering and (
                     urgent or len(self._buffer) >= self.batch_size)):
                 self._wake.notify()
-        if self._thread is None or not self._thread.is_alive():
+        if not self._running:
             self._start()
         return ticket
 
@@ -203,18 +202,22 @@ class EventRecorder:
             self._thread = threading.Thread(
                 target=self._run, name="celery-bgp-events", daemon=True
             )
+            self._running = True
             self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            try:
-                self._write(batch, retry=True)
-            finally:
-                with self._cond:
-                    self._pending -= len(batch)
-                    self._done += len(batch)
-                    self._cond.notify_all()
+        try:
+            while True:
+                batch = self._next_batch()
+                try:
+                    self._write(batch, retry=True)
+                finally:
+                    with self._cond:
+                        self._pending -= len(batch)
+                        self._done += len(batch)
+                        self._cond.notify_all()
+        finally:  # the next record() starts another writer
+            self._running = False
 
     def _next_batch(self) -> list[CommandEvent]:
         """Sleep until events come, linger for more, then take up to ``batch_size``.
@@ -358,4 +361,13 @@ def flush_all(timeout: float = 10.0) -> None:
         recorder.flush(timeout)
 
 
+def _after_fork() -> None:
+    """A forked child (a prefork pool process) starts with an empty queue and no writer:
+    the parent's thread did not come along. Here once per fork instead of a ``getpid``
+    on every event."""
+    for recorder in list(_live_recorders):
+        recorder._reset()
+
+
 atexit.register(flush_all, 5.0)
+os.register_at_fork(after_in_child=_after_fork)

@@ -1,12 +1,15 @@
 """Event model ordering, the memory repository, URLs, and the recorder."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from celery_bgp import CommandEvent, ErrorInfo, EventStatus, ImproperlyConfigured
 from celery_bgp.events import EventRecorder, repository_from_url, resolve_repository
@@ -199,3 +202,27 @@ def test_recorder_works_in_a_forked_child():
     time.sleep(0.05)
     assert os.read(r, 10) == b"xx"
     del repo
+
+
+_text = st.none() | st.text(max_size=20)
+_fields = st.fixed_dictionaries(
+    {"command_id": st.text(min_size=1, max_size=22), "status": st.sampled_from(list(S)),
+     "timestamp": st.datetimes(timezones=st.just(timezone.utc))},
+    optional={"command_name": _text, "worker": _text, "reason": _text, "queue": _text,
+              "retries": st.integers(0, 999_999), "requeues": st.integers(0, 999_999),
+              "command": st.none() | st.dictionaries(st.text(max_size=5), st.integers()),
+              "error": st.none() | st.builds(ErrorInfo, st.text(max_size=9), st.text(max_size=9))})
+
+
+@settings(max_examples=200, deadline=None)
+@given(_fields)
+def test_a_trusted_event_is_the_event_the_constructor_builds(fields):
+    """The worker's receivers build events without __init__'s checks: the same value,
+    JSON, order and hash, and still frozen."""
+    built, trusted = CommandEvent(**fields), CommandEvent.trusted(**fields)
+    assert trusted == built
+    if built.command is None:  # a payload (a dict) makes an event unhashable either way
+        assert hash(trusted) == hash(built)
+    assert trusted.to_json() == built.to_json() and trusted.order_text == built.order_text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trusted.status = S.ERROR  # type: ignore[misc]
