@@ -38,10 +38,12 @@ class Discard(EventRepository):
         return []
 
 
+#: BGP_BENCH_LINGER: seconds the event writer waits to fill a batch (bgp_event_linger).
+_linger = {"event_linger": float(os.environ["BGP_BENCH_LINGER"])} \
+    if os.environ.get("BGP_BENCH_LINGER") else {}
 bgp = BackgroundProcessing(app, event_repository=Discard() if EVENTS == "discard" else EVENTS,
-                           event_write=os.environ.get("BGP_BENCH_EVENT_WRITE", "background"))
-if os.environ.get("BGP_BENCH_LINGER"):  # seconds the event writer waits to fill a batch
-    bgp.recorder.linger = float(os.environ["BGP_BENCH_LINGER"])
+                           event_write=os.environ.get("BGP_BENCH_EVENT_WRITE", "background"),
+                           **_linger)
 _counter = None
 
 

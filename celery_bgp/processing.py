@@ -45,7 +45,7 @@ from .handlers import (
 from .jobs.support import JobsSupport
 from .pipeline import DispatchContext, Pipeline, ProcessContext
 from .priority import broker_priority
-from .settings import DEFAULTS, Settings, check_options, resolve_settings
+from .settings import DEFAULTS, Settings, check_options, parse_linger, resolve_settings
 from .tasks import CommandTask, make_task_run
 from .worker import install as install_message_guard
 
@@ -98,7 +98,8 @@ class BackgroundProcessing(JobsSupport, DaemonsSupport):
         self.processor = Pipeline(self._invoke)
         self.telemetry = None  # set by celery_bgp.telemetry.instrument()
         self.recorder = EventRecorder(self._build_repository, mode=self._write_mode(),
-                                      final_timeout=float(self.setting("event_final_timeout")))
+                                      final_timeout=float(self.setting("event_final_timeout")),
+                                      linger=parse_linger(self.setting("event_linger")))
         self.events = Events(self.recorder)
         bgp_signals.register_instance(self)
         signals.import_modules.connect(self._on_import_modules, sender=app, weak=False)

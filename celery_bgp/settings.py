@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "event_write": "background",
     # acks_late: seconds a task may wait for its final event to be written (0: no wait)
     "event_final_timeout": 5.0,
+    # seconds the event writer waits after an event for more to share its round trip
+    "event_linger": 0.05,
     "max_payload_bytes": 1024 * 1024,
     "max_message_bytes": None,  # worker side; None: 8 x max_payload_bytes (celery_bgp.worker)
     "handler_modules": (),
@@ -57,6 +59,22 @@ class Settings:
     job_monitor_interval: float = 30.0
     #: Seconds a due job may stay Enqueued before the monitor sends it again (0: never).
     job_stalled_after: float = 300.0
+
+
+#: Longest ``bgp_event_linger``: events later than this are not "batched", they are late.
+MAX_EVENT_LINGER = 1.0
+
+
+def parse_linger(value: Any) -> float:
+    """``bgp_event_linger`` as seconds (0 to :data:`MAX_EVENT_LINGER`); a clear error else."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_EVENT_LINGER:  # also NaN
+        raise ImproperlyConfigured(
+            f"bgp_event_linger is seconds from 0 to {MAX_EVENT_LINGER:g}, got {value!r}")
+    return seconds
 
 
 def check_options(options: dict[str, Any]) -> None:

@@ -80,7 +80,7 @@ class EventRecorder:
         mode: str = "background",
         *,
         batch_size: int = 500,
-        linger: float = 0.01,
+        linger: float = 0.05,
         max_pending: int = 100_000,
         retry_for: float = 30.0,
         final_timeout: float = 5.0,

@@ -64,7 +64,8 @@ class JobsSupport:
             # own store object, and a second recorder would write every event twice.)
             return None
         return EventRecorder(lambda: JobStoreEvents(store, self.name), mode=self.recorder.mode,
-                             final_timeout=self.recorder.final_timeout)
+                             final_timeout=self.recorder.final_timeout,
+                             linger=self.recorder.linger)
 
     def redispatch(self, job: Any) -> AsyncResult:
         """Send a stored command job again, same id, one more requeue (by hand)."""
