@@ -10,8 +10,10 @@ import re
 import time
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from tests.helpers import waiting
+from tests.helpers.demo import in_demo
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +116,29 @@ def test_the_list_and_a_running_jobs_page_update_by_themselves(demo, admin_page,
              what="the page to show Succeeded")
     assert "report 2026-10: step 10/10" in page.locator("#bgp-logs").inner_text()
     assert page.evaluate("() => window.bgpMarker") == marker, "the page was reloaded"
+
+
+SUBMIT_REPORT = """
+import django, sys; django.setup()
+from proj.celery import bgp
+from shop import jobs
+print(bgp.jobs.submit(jobs.generate_report, args=["2026-12"], kwargs={"steps": int(sys.argv[1])}))
+"""
+
+
+def test_a_job_page_left_open_keeps_only_its_newest_log_lines(demo, admin_page):
+    """The page appends a running job's new lines and keeps the newest (500; here 3, set
+    on the page), saying that older lines are not shown: open all day, it does not grow."""
+    page = admin_page
+    page.evaluate("window.localStorage.removeItem('celery_bgp.live.paused')")
+    job_id = in_demo(demo.data, SUBMIT_REPORT, "8").splitlines()[-1]
+    page.goto(f"{demo.url}/admin/celery_bgp/job/{quote(job_id)}/change/")
+    lines = page.locator("#bgp-log-lines")
+    assert lines.get_attribute("data-bgp-keep") == "500"
+    assert page.locator("#bgp-logs-cut").is_hidden()  # fewer than 500 lines so far
+    page.evaluate("document.getElementById('bgp-log-lines').setAttribute('data-bgp-keep', '3')")
+    wait_for(lambda: "2026-12: step 8/8" in lines.inner_text(), 60, "the report's last line")
+    shown = page.locator("#bgp-log-lines tr:not(.bgp-no-logs)").all_inner_texts()
+    assert len(shown) == 3, shown
+    assert "step 6/8" in shown[0] and "step 8/8" in shown[-1]
+    assert page.locator("#bgp-logs-cut").is_visible()

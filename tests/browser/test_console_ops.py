@@ -5,17 +5,14 @@ the queue depths from the broker beside the store's figures. Screenshots
 ``console-workers.png`` and ``console-queues.png``."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import uuid
 
 import pytest
 from django.contrib.admin.utils import quote
 
+from tests.helpers.demo import in_demo
 from tests.helpers.waiting import wait_for
-from tests.helpers.workers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -34,19 +31,10 @@ bgp.jobs.cancel(sys.argv[1])
 """
 
 
-def in_demo(demo, code: str, *args: str) -> str:
-    """Run ``code`` in the demo's Django project (its data folder); what it printed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
-    env.update(BGP_DEMO_DATA=str(demo.data), DJANGO_SETTINGS_MODULE="proj.settings")
-    done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT / "django_app",
-                          env=env, capture_output=True, text=True, timeout=60, check=True)
-    return done.stdout.strip()
-
-
 def submit_report(demo) -> str:
     """A new report job in the demo that no other test looks at: 120 steps of a second,
     long enough to be seen on a loaded machine, cancelled by the test once seen."""
-    return in_demo(demo, SUBMIT_REPORT).splitlines()[-1]
+    return in_demo(demo.data, SUBMIT_REPORT).splitlines()[-1]
 
 
 def test_the_workers_page_shows_the_demo_worker_live_and_changes_its_queues(
@@ -78,7 +66,7 @@ def test_the_workers_page_shows_the_demo_worker_live_and_changes_its_queues(
         assert running.inner_text() == "shop.jobs:generate_report"
         assert re.search(r"\d+(\.\d+)?s ago", row.inner_text())
     finally:
-        in_demo(demo, CANCEL, job_id)  # gives the worker's thread back to the other tests
+        in_demo(demo.data, CANCEL, job_id)  # gives the worker's thread back to the other tests
     page.wait_for_function("window.bgpRefreshed > 0", timeout=15_000)
     assert page.evaluate("window.bgpMarker") == 1  # replaced in place, never reloaded
     page.click("#toggle-nav-sidebar")

@@ -46,3 +46,13 @@ def read_until_ready(demo: subprocess.Popen, timeout: float = 240) -> str:
         lines.append(line)
         assert time.monotonic() < deadline, "".join(lines)
     return "".join(lines)
+
+
+def in_demo(data: Path, code: str, *args: str) -> str:
+    """Run ``code`` in the demo's Django project on its ``--data`` folder (a submit, a
+    cancel, as its own ``manage.py shell`` would); what it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BGP_"))}
+    env.update(BGP_DEMO_DATA=str(data), DJANGO_SETTINGS_MODULE="proj.settings")
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT / "django_app",
+                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()

@@ -116,6 +116,7 @@ def job_details(job: Job, site: admin.AdminSite) -> dict[str, Any]:
         "timeline_cut": states_cut,
         "logs": lines,
         "logs_cut": logs_cut,
+        "logs_keep": MAX_ROWS,  # the page keeps as many while new lines come (console.js)
         "properties": list(JobProperty.objects.filter(job=job).order_by("name")[:MAX_ROWS]),
         "data_items": data_items,
         "parents": list(parents[:MAX_ROWS]),

@@ -10,7 +10,8 @@
  *   the next ask can be a cheap "changed since?" probe);
  * - the header "X-BGP-Live-Parts: 1": the body is <template data-bgp-part="ID"> elements,
  *   each replacing the content of the element with that id inside the live element, or
- *   appended to it with data-bgp-append (new log lines), so one ask refreshes several parts.
+ *   appended to it with data-bgp-append (new log lines), so one ask refreshes several parts;
+ *   a target with data-bgp-keep="N" then keeps only its newest N rows.
  * An element with data-bgp-hold="<selector>" is not refreshed while the selector finds
  * something in it (e.g. a checked checkbox that a refresh would lose). */
 (function () {
@@ -30,6 +31,19 @@
     return Boolean(hold && element.querySelector(hold));
   }
 
+  // An appended-to element with data-bgp-keep="N" keeps its newest N rows (a page left
+  // open on a chatty job must not grow without end); data-bgp-cut names the note to show.
+  function keepNewest(target) {
+    var keep = parseInt(target.getAttribute("data-bgp-keep") || "0", 10);
+    if (!keep) { return; }
+    var rows = target.querySelectorAll(":scope > tr:not(.bgp-no-logs)");
+    for (var i = 0; i < rows.length - keep; i += 1) { rows[i].remove(); }
+    var cut = target.getAttribute("data-bgp-cut");
+    if (rows.length > keep && cut && document.getElementById(cut)) {
+      document.getElementById(cut).hidden = false;
+    }
+  }
+
   function applyParts(element, html) {
     var holder = document.createElement("template");
     holder.innerHTML = html;
@@ -38,6 +52,7 @@
       if (!target) { return; }
       if (part.hasAttribute("data-bgp-append")) {
         target.insertAdjacentHTML("beforeend", part.innerHTML);
+        keepNewest(target);
       } else {
         target.innerHTML = part.innerHTML;
       }
