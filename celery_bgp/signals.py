@@ -211,20 +211,15 @@ def _facts(task: CommandTask, request: Any) -> tuple[Any, ...]:
         command_id = request.id
         retries = getattr(request, "retries", 0)
         requeues = getattr(request, REQUEUES, None)
-        stamp = getattr(request, DISPATCHED_AT, None)
-        if stamp is not None:
-            stamp = dispatch_stamp(stamp, command_id)
         facts = (
             command_id, task.command_name, getattr(request, "hostname", None),
             retries if type(retries) is int and 0 <= retries <= MAX_COUNT
             else header_count(retries, "retries", command_id),
             0 if requeues is None else header_count(requeues, REQUEUES, command_id),
-            None if stamp is None else stamp + _ONE_TICK,  # the floor (see _floor)
+            _floor(request),
         )
-        try:  # noqa: SIM105  (once per request, but a context manager costs here too)
+        with contextlib.suppress(AttributeError):  # a request without a __dict__
             request._bgp_facts = facts
-        except AttributeError:  # a request without a __dict__
-            pass
     return facts
 
 
