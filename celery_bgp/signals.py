@@ -253,10 +253,20 @@ def _prerun(sender: Any = None, task_id: str | None = None, args: Any = None, **
                                  command=payload))
 
 
+def _followed(request: Any, *fields: str) -> bool:
+    """True when ``request`` sends more work once it ends (a chain's next step, a link, a
+    chord's body): Celery has sent it before the task's end signal, so the final event is
+    written without lingering, not after the next step's events from another process."""
+    return any(getattr(request, field, None) for field in fields)
+
+
 def _success(sender: Any = None, **_: Any) -> None:
     if isinstance(sender, CommandTask):
         # Before the ack (acks_late): written now, or a kill after the ack loses it.
-        sender.bgp.record(_event(sender, EventStatus.PROCESSED), durable=acks_late(sender))
+        request = sender.request
+        sender.bgp.record(_event(sender, EventStatus.PROCESSED, request),
+                          durable=acks_late(sender),
+                          urgent=_followed(request, "chain", "callbacks", "chord"))
 
 
 def _failure(sender: Any = None, task_id: str | None = None, exception: Any = None,
@@ -265,9 +275,10 @@ def _failure(sender: Any = None, task_id: str | None = None, exception: Any = No
         if isinstance(exception, Reject):
             return  # the processor already recorded why (e.g. an invalid payload)
         text = getattr(einfo, "traceback", None)
-        sender.bgp.record(_event(sender, EventStatus.ERROR, command_id=task_id,
+        request = sender.request
+        sender.bgp.record(_event(sender, EventStatus.ERROR, request, command_id=task_id,
                                  error=ErrorInfo.from_exception(exception, text)),
-                          durable=acks_late(sender))
+                          durable=acks_late(sender), urgent=_followed(request, "errbacks", "chord"))
 
 
 def _retry(sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None,

@@ -126,15 +126,17 @@ class EventRecorder:
             self._repository = self._repository_factory()
         return self._repository
 
-    def record(self, event: CommandEvent, urgent: bool = False) -> int:
+    def record(self, event: CommandEvent, urgent: bool = False, soon: bool = False) -> int:
         """Store ``event`` eventually; never raises.
 
         ``urgent``: the caller will wait for it (:meth:`wait_written`), so the writer
         sends it without lingering (unless :attr:`final_timeout` is 0: nobody waits).
+        ``soon``: send it without lingering, though nobody waits (a chain step's final
+        event, whose next step may already run in another process).
         Returns the ticket to wait for (0: nothing to wait for: written inline, or
         dropped).
         """
-        urgent = urgent and self.final_timeout > 0  # (a forked child resets: _after_fork)
+        urgent = soon or (urgent and self.final_timeout > 0)  # (a forked child resets)
         if self.mode == "sync":
             with self._stats_lock:
                 self.stats.recorded += 1
@@ -183,11 +185,19 @@ class EventRecorder:
         return list(self._quarantine)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until queued events are written (or dropped); False on timeout."""
+        """Wait until queued events are written (or dropped); False on timeout.
+
+        Someone waits, so the writer stops lingering (a read of this process's own
+        events, as ``bgp.events.latest`` does, costs no linger).
+        """
         if self._pid != os.getpid():
             return True
         deadline = time.monotonic() + timeout
         with self._cond:
+            if self._pending:
+                self._urgent = self._queued
+                if self._lingering:
+                    self._wake.notify()
             while self._pending:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
