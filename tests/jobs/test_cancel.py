@@ -173,6 +173,12 @@ def env(request, redis_base):
     return stack_env(broker_url, redis_base, f"bgp-cancel-{uuid.uuid4().hex[:8]}")
 
 
+def _own_queue(env):
+    """The env with a queue of its own: the module's ``prefork`` worker, if a test before
+    started it, consumes the module's queue too and would take the test's jobs."""
+    return {**env, "BGP_TEST_QUEUE": f"{env['BGP_TEST_QUEUE']}-{uuid.uuid4().hex[:6]}"}
+
+
 def _started(env, django_db_setup, settings=None, **options):
     """A started worker; ``settings`` adds to its environment (see jobs_worker_app)."""
     return WorkerProcess(APP, {**env, **(settings or {})}, [env["BGP_TEST_QUEUE"]],
@@ -277,6 +283,7 @@ def test_terminate_kills_a_job_that_ignores_its_token(env, sink, django_db_setup
     then forks the killed child's replacement, which must not share its connection."""
     fast = {"BGP_TEST_LOCK_TIMEOUT": "3", "BGP_TEST_MONITOR_INTERVAL": "1",
             "BGP_TEST_DJANGO_FIXUP": "0"}
+    env = _own_queue(env)
     worker = _started(env, django_db_setup, fast)
     worker_log(worker)
     try:
@@ -308,6 +315,7 @@ def test_terminate_kills_a_job_that_ignores_its_token(env, sink, django_db_setup
 def test_the_thread_pool_cancels_promptly_too(env, sink, django_db_setup, worker_log):
     """Jobs run in the worker's own process: the control command wakes its heartbeats;
     ``terminate`` cannot kill a thread, so the token is all there is."""
+    env = _own_queue(env)
     worker = _started(env, django_db_setup, pool="threads")
     worker_log(worker)
     try:
