@@ -30,8 +30,8 @@ from typing import Any
 
 from ..commands import utcnow
 from ..events.model import CommandEvent
-from .model import StateRecord
-from .query import Condition, QueryError
+from .model import JobKind, JobRecord, StateRecord
+from .query import Condition, QueryError, property_value
 from .store import StateConflict, state_from_event
 
 __all__ = [
@@ -44,9 +44,12 @@ __all__ = [
     "check_transition",
     "free_for",
     "is_deadlock",
+    "job_values",
     "like_escape",
     "property_columns",
+    "property_rows",
     "property_sides",
+    "state_values",
     "tail_start",
     "transition_values",
 ]
@@ -60,6 +63,41 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 FLOAT_MAX = sys.float_info.max
 #: SQLSTATE / MySQL error codes of a deadlock victim or a lock wait timeout.
 DEADLOCK_CODES = frozenset({"40P01", "40001", 1213, 1205})
+
+
+# -- new rows ---------------------------------------------------------------------------
+
+
+def job_values(job: JobRecord, sequence: int = 1) -> dict[str, Any]:
+    """The columns of a new job row whose history has ``sequence`` states."""
+    lock = job.lock
+    return {
+        "id": job.id, "name": job.name, "kind": JobKind(job.kind).value, "queue": job.queue,
+        "priority": int(job.priority), "environment": job.environment, "state": job.state,
+        "created": job.created, "modified": job.modified, "args": list(job.args),
+        "kwargs": dict(job.kwargs), "middleware": list(job.middleware),
+        "options": dict(job.options), "result": job.result, "execution_id": job.execution_id,
+        "attempt": job.attempt, "worker": job.worker,
+        "lock_holder": lock.holder if lock else None,
+        "lock_acquired": lock.acquired if lock else None,
+        "lock_heartbeat": lock.heartbeat if lock else None,
+        "lock_expires": lock.expires if lock else None,
+        "cancel_requested": None, "sequence": sequence, "life_order": "",
+    }
+
+
+def state_values(job_id: str, state: StateRecord, sequence: int,
+                 life_order: str | None = None) -> dict[str, Any]:
+    """A history row (``life_order``: the command event it records, if any)."""
+    return {"job_id": job_id, "sequence": sequence, "name": state.name,
+            "elected": state.elected, "reason": state.reason, "data": dict(state.data),
+            "life_order": life_order}
+
+
+def property_rows(job_id: str, properties: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The property rows of a job (typed columns: :func:`property_columns`)."""
+    return [{"job_id": job_id, "name": name, **property_columns(property_value(name, value))}
+            for name, value in properties.items()]
 
 
 # -- transitions ------------------------------------------------------------------------

@@ -3,16 +3,18 @@
 Every job is created once, read once by its worker, and crosses two transitions there
 (Executing, then its final state), so their cost bounds the engine's throughput; the
 ORM's SQL compilation and model building cost more than the round trips themselves
-(a read by primary key: 1.3 ms through the ORM, 0.44 ms here). Values are prepared
-and converted by the model fields themselves, as the ORM does.
+(a read by primary key: 1.3 ms through the ORM, 0.44 ms here). The read's values are
+converted by the model fields themselves, as the ORM does.
 
 A transition through the ORM costs seven round trips (BEGIN, SET LOCAL, SELECT ...
 FOR NO KEY UPDATE, INSERT, UPDATE, SELECT continuations, COMMIT) and the SQL
 compilation of each. Here, with psycopg 3's client-side binding (Django's default) and
-the connection in autocommit, it is two: the SQL the SQL stores share
-(:func:`celery_bgp.jobs.pgwire.transition`, called by the store itself). A
-new job's row, first states and properties are one multi-statement string, which
-PostgreSQL runs as one implicit transaction.
+the connection in autocommit, it is two. A new job's row, first states and properties
+are one multi-statement string, which PostgreSQL runs as one implicit transaction. Both
+are the SQL the SQL stores share (:func:`celery_bgp.jobs.pgwire.transition` and
+:func:`~celery_bgp.jobs.pgwire.insert`, called by the store itself, from the column
+values of :mod:`celery_bgp.jobs.relational`): building the model instances only to
+read their values back cost a fifth of an enqueue.
 
 The rules are the ORM path's (:meth:`DjangoJobStore.transition`, both from
 :mod:`celery_bgp.jobs.relational`). Used only for the store's own transactions; inside
@@ -22,10 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Job, JobProperty, JobState
+from .models import Job
 from .records import job_record
 
-__all__ = ["available", "get", "insert"]
+__all__ = ["available", "get"]
 
 
 def available(connection: Any) -> bool:
@@ -41,12 +43,7 @@ def available(connection: Any) -> bool:
 
 
 _JOB = Job._meta.db_table
-_STATE = JobState._meta.db_table
-
-
 _JOB_FIELDS = tuple(Job._meta.concrete_fields)
-_STATE_FIELDS = tuple(f for f in JobState._meta.concrete_fields if not f.primary_key)
-_PROPERTY_FIELDS = tuple(f for f in JobProperty._meta.concrete_fields if not f.primary_key)
 
 
 def _columns(fields: tuple[Any, ...]) -> str:
@@ -72,29 +69,3 @@ def get(connection: Any, job_id: str) -> Any:
         cursor.execute(_GET_SQL, [job_id])
         found = cursor.fetchone()
     return job_record(_Row(found, connection)) if found else None
-
-
-def _values_sql(obj: Any, fields: tuple[Any, ...], connection: Any,
-                params: list[Any]) -> str:
-    """``(%s, ...)`` for one row, its values (as the ORM prepares them) added to params."""
-    params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
-    return "(" + ", ".join(["%s"] * len(fields)) + ")"
-
-
-def insert(connection: Any, job: Job, states: list[JobState],
-           properties: list[JobProperty]) -> None:
-    """INSERT the job row, its first states and properties: one round trip, one
-    implicit transaction (all or nothing)."""
-    params: list[Any] = []
-    sql = (f'INSERT INTO "{_JOB}" ({_columns(_JOB_FIELDS)}) VALUES '
-           f"{_values_sql(job, _JOB_FIELDS, connection, params)}; "
-           f'INSERT INTO "{_STATE}" ({_columns(_STATE_FIELDS)}) VALUES '
-           + ", ".join(_values_sql(state, _STATE_FIELDS, connection, params)
-                       for state in states))
-    if properties:
-        sql += (f'; INSERT INTO "{JobProperty._meta.db_table}" ({_columns(_PROPERTY_FIELDS)}) '
-                "VALUES " + ", ".join(_values_sql(prop, _PROPERTY_FIELDS, connection, params)
-                                      for prop in properties))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-

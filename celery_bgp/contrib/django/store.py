@@ -61,7 +61,10 @@ from celery_bgp.jobs.relational import (
     check_changes,
     check_transition,
     is_deadlock,
+    job_values,
     property_columns,
+    property_rows,
+    state_values,
     transition_values,
 )
 from celery_bgp.jobs.store import (
@@ -212,13 +215,17 @@ class DjangoJobStore(RecurringRows, JobStore):
     def create(self, job: JobRecord, initial: StateRecord | Sequence[StateRecord],
                properties: Mapping[str, Any] | None = None) -> None:
         history = initial_states(job, initial)
-        props = _property_rows(job.id, properties or {})
-        row = job_row(job, len(history))
-        states = [state_row(job.id, state, i) for i, state in enumerate(history, 1)]
         try:
-            if pgfast.available(self.connection):
-                pgfast.insert(self.connection, row, states, props)
+            if pgfast.available(self.connection):  # the SQL stores' shared SQL: no models
+                with self.connection.cursor() as cursor:
+                    pgwire.insert(cursor, job_values(job, len(history)),
+                                  [state_values(job.id, state, i)
+                                   for i, state in enumerate(history, 1)],
+                                  property_rows(job.id, properties or {}))
                 return
+            props = _property_rows(job.id, properties or {})
+            row = job_row(job, len(history))
+            states = [state_row(job.id, state, i) for i, state in enumerate(history, 1)]
             with self._atomic():
                 row.save(using=self.using, force_insert=True)
                 JobState.objects.using(self.using).bulk_create(states)

@@ -16,6 +16,7 @@ from celery_bgp.jobs.model import (
     On,
     StateRecord,
 )
+from celery_bgp.jobs.relational import job_values, state_values
 from celery_bgp.jobs.store import state_from_event
 from celery_bgp.priority import Priority
 
@@ -55,24 +56,6 @@ def job_record(row: Mapping[str, Any]) -> JobRecord:
     )
 
 
-def job_values(job: JobRecord, sequence: int = 1) -> dict[str, Any]:
-    """The columns of a new job row whose history has ``sequence`` states."""
-    lock = job.lock
-    return {
-        "id": job.id, "name": job.name, "kind": JobKind(job.kind).value, "queue": job.queue,
-        "priority": int(job.priority), "environment": job.environment, "state": job.state,
-        "created": job.created, "modified": job.modified, "args": list(job.args),
-        "kwargs": dict(job.kwargs), "middleware": list(job.middleware),
-        "options": dict(job.options), "result": job.result, "execution_id": job.execution_id,
-        "attempt": job.attempt, "worker": job.worker,
-        "lock_holder": lock.holder if lock else None,
-        "lock_acquired": lock.acquired if lock else None,
-        "lock_heartbeat": lock.heartbeat if lock else None,
-        "lock_expires": lock.expires if lock else None,
-        "cancel_requested": None, "sequence": sequence, "life_order": "",
-    }
-
-
 def command_values(first: CommandEvent, environment: str) -> dict[str, Any]:
     """The row a command's first recorded event creates (events then update it)."""
     return {
@@ -85,14 +68,6 @@ def command_values(first: CommandEvent, environment: str) -> dict[str, Any]:
         "lock_holder": None, "lock_acquired": None, "lock_heartbeat": None,
         "lock_expires": None, "cancel_requested": None, "sequence": 0, "life_order": "",
     }
-
-
-def state_values(job_id: str, state: StateRecord, sequence: int,
-                 life_order: str | None = None) -> dict[str, Any]:
-    """A history row (``life_order``: the command event it records, if any)."""
-    return {"job_id": job_id, "sequence": sequence, "name": state.name,
-            "elected": state.elected, "reason": state.reason, "data": dict(state.data),
-            "life_order": life_order}
 
 
 def event_state(job_id: str, event: CommandEvent) -> dict[str, Any]:

@@ -41,13 +41,13 @@ from celery_bgp.jobs.model import (
     StateRecord,
     Transition,
 )
-from celery_bgp.jobs.query import JobQuery, property_value
+from celery_bgp.jobs.query import JobQuery
 from celery_bgp.jobs.relational import (
     LOCK_COLUMNS,
     VALUE_COLUMNS,
     check_changes,
     check_transition,
-    property_columns,
+    property_rows,
     transition_values,
 )
 from celery_bgp.jobs.store import (
@@ -105,7 +105,7 @@ class SQLAlchemyJobStore(RecurringRows, CommandEvents, JobStore):
     def create(self, new: JobRecord, initial: StateRecord | Sequence[StateRecord],
                properties: Mapping[str, Any] | None = None) -> None:
         history = initial_states(new, initial)
-        props = _property_rows(new.id, properties or {})
+        props = property_rows(new.id, properties or {})
         row = job_values(new, len(history))
         states = [state_values(new.id, state, i) for i, state in enumerate(history, 1)]
         if self._hot():
@@ -285,7 +285,7 @@ class SQLAlchemyJobStore(RecurringRows, CommandEvents, JobStore):
     # -- properties, data, logs, actions ----------------------------------------------
 
     def set_properties(self, job_id: str, properties: Mapping[str, Any]) -> None:
-        rows = _property_rows(job_id, properties)
+        rows = property_rows(job_id, properties)
         with self._writing(job_id) as connection:
             self._upsert(connection, job_property, rows, ["job_id", "name"], VALUE_COLUMNS)
 
@@ -432,6 +432,3 @@ def _lock_values(holder: str, now: datetime, expires: datetime) -> list[tuple[An
             (job.c.lock_heartbeat, now), (job.c.lock_expires, expires)]
 
 
-def _property_rows(job_id: str, properties: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"job_id": job_id, "name": name, **property_columns(property_value(name, value))}
-            for name, value in properties.items()]
