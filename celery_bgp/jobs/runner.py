@@ -95,6 +95,13 @@ class JobStateNotRecorded(BGPError):
 
 def run_job(jobs: Jobs, task: Any, job_id: str, execution_id: str) -> Any:
     """Body of the ``bgp.job`` task."""
+    if _not_a_worker(task.request):
+        return _run(jobs, task, job_id, execution_id)
+    with jobs.store.session():  # e.g. a connection kept for the worker's next job
+        return _run(jobs, task, job_id, execution_id)
+
+
+def _run(jobs: Jobs, task: Any, job_id: str, execution_id: str) -> Any:
     try:
         job = _patiently(jobs, f"reading job {job_id}", lambda: jobs.store.get(job_id))
     except jobs.store.unavailable as exc:

@@ -22,6 +22,7 @@ writer) changes nothing.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -459,6 +460,12 @@ class JobStore(abc.ABC):
 
     def on_idle(self) -> None:  # noqa: B027 - optional hook
         """The calling thread will not use the store for a while (see EventRepository)."""
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """Around one job's run on a worker: a store may keep what it opens for the
+        worker's next job (the Django store keeps a connection: Celery closes Django's
+        after each task)."""
+        return contextlib.nullcontext()
 
 
 class JobStoreEvents(EventRepository):

@@ -218,3 +218,51 @@ def test_postgresql_fast_path_ends_every_transaction_it_opens():
     store.transition(job_id, StateRecord("Succeeded", at(2)), expected={"Enqueued"})
     assert idle()
     assert [s.name for s in store.states(job_id)] == ["Enqueued", "Succeeded"]
+
+
+@django_db_mark("default")
+def test_a_worker_session_runs_the_engine_on_a_kept_connection_not_djangos():
+    """Celery's Django fixup closes Django's connections after every task: inside
+    ``session()`` (one job's run on a worker) the fast path uses a connection of its own,
+    kept for the next job; inside the caller's ``atomic()`` it is Django's, as before."""
+    require_database("default")
+    from celery_bgp.contrib.django import kept
+
+    store = DjangoJobStore("default")
+    django = connections["default"]
+    job_id = make_job(store)
+    try:
+        django.close()
+        with store.session():
+            assert store.get(job_id).state == "Enqueued"
+            store.transition(job_id, StateRecord("Executing", at(1)), expected={"Enqueued"})
+            own = kept.connection("default")
+            pid = own.connection.info.backend_pid
+            assert django.connection is None  # Django's was never opened
+        django.close()  # what the fixup does after the task
+        with store.session():
+            store.transition(job_id, StateRecord("Succeeded", at(2)), expected={"Executing"})
+            assert kept.connection("default").connection.info.backend_pid == pid  # kept
+            with transaction.atomic():  # the caller's transaction: Django's connection
+                other = make_job(store)
+                assert django.in_atomic_block
+            assert store.get(other).state == "Enqueued"
+        assert [s.name for s in store.states(job_id)] == ["Enqueued", "Executing", "Succeeded"]
+        store.on_idle()  # after a store error: the kept connection is dropped too
+        assert kept.connection("default").connection is None
+    finally:
+        kept.close_all()
+
+
+@django_db_mark("default")
+def test_an_alias_with_djangos_pool_keeps_no_connection_of_its_own(monkeypatch):
+    """Celery's fixup closes Django's pool after each task of a prefork child: a kept
+    connection from it would be closed under the engine, so Django's is used."""
+    require_database("default")
+    store = DjangoJobStore("default")
+    django = connections["default"]
+    django.ensure_connection()  # open before the option is set: no pool is really made
+    options = {**django.settings_dict.get("OPTIONS", {}), "pool": True}
+    monkeypatch.setitem(django.settings_dict, "OPTIONS", options)
+    with store.session():
+        assert store._fast() is django

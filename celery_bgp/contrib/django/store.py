@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -78,7 +79,7 @@ from celery_bgp.jobs.store import (
     initial_states,
 )
 
-from . import pgfast
+from . import kept, pgfast
 from .models import Continuation, Job, JobData, JobLog, JobProperty, JobState
 from .queries import filtered
 from .records import (
@@ -106,6 +107,7 @@ class DjangoJobStore(RecurringRows, JobStore):
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
+        self._local = threading.local()  # .keep: this thread runs a job on a worker
 
     def __repr__(self) -> str:
         return f"DjangoJobStore(using={self.using!r})"
@@ -129,8 +131,38 @@ class DjangoJobStore(RecurringRows, JobStore):
     def _jobs(self) -> models.QuerySet[Job]:
         return Job.objects.using(self.using).all()
 
+    def _fast(self) -> Any | None:
+        """The connection for a statement that is its own transaction on PostgreSQL
+        (:mod:`.pgfast`), or None: then the ORM path runs on Django's connection.
+
+        While a worker runs a job (:meth:`session`) that is the thread's kept
+        connection (:mod:`.kept`), unless Django's is inside a transaction: the
+        caller's rules then hold.
+        """
+        default = self.connection
+        if getattr(self._local, "keep", False) and default.vendor == "postgresql" \
+                and not default.in_atomic_block and not kept.pooled(default) \
+                and (default.autocommit if default.connection is not None
+                     else default.settings_dict.get("AUTOCOMMIT", True)):
+            own = kept.connection(self.using)
+            if pgfast.available(own):
+                return own
+        return default if pgfast.available(default) else None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Around one job's run on a worker: the engine's own statements run on a
+        connection kept for the next job (Celery closes Django's after each task)."""
+        outer = getattr(self._local, "keep", False)
+        self._local.keep = True
+        try:
+            yield
+        finally:
+            self._local.keep = outer
+
     def on_idle(self) -> None:
         """Close this thread's connection unless it is inside a transaction."""
+        kept.discard(self.using)
         connection = self.connection
         if not connection.in_atomic_block:
             connection.close()
@@ -216,8 +248,9 @@ class DjangoJobStore(RecurringRows, JobStore):
                properties: Mapping[str, Any] | None = None) -> None:
         history = initial_states(job, initial)
         try:
-            if pgfast.available(self.connection):  # the SQL stores' shared SQL: no models
-                with self.connection.cursor() as cursor:
+            fast = self._fast()
+            if fast is not None:  # the SQL stores' shared SQL: no models
+                with fast.cursor() as cursor:
                     pgwire.insert(cursor, job_values(job, len(history)),
                                   [state_values(job.id, state, i)
                                    for i, state in enumerate(history, 1)],
@@ -237,8 +270,9 @@ class DjangoJobStore(RecurringRows, JobStore):
             raise
 
     def get(self, job_id: str) -> JobRecord | None:
-        if pgfast.available(self.connection):
-            return pgfast.get(self.connection, job_id)
+        fast = self._fast()
+        if fast is not None:
+            return pgfast.get(fast, job_id)
         try:
             return job_record(self._jobs().get(pk=job_id))
         except Job.DoesNotExist:
@@ -254,9 +288,10 @@ class DjangoJobStore(RecurringRows, JobStore):
                    release_lock: bool = False, continuations: bool = True,
                    durable: bool = True) -> Transition:
         changes = check_changes(changes, holder, take_lock, release_lock)
-        if pgfast.available(self.connection):
-            return self._pg_transition(job_id, state, expected, holder, changes, take_lock,
-                                       release_lock, continuations, durable)
+        fast = self._fast()
+        if fast is not None:
+            return self._pg_transition(fast, job_id, state, expected, holder, changes,
+                                       take_lock, release_lock, continuations, durable)
         with self._atomic():
             if not durable:
                 self._fast_commit()
@@ -270,11 +305,12 @@ class DjangoJobStore(RecurringRows, JobStore):
             found = self._continuations_locked(job_id) if continuations else []
         return Transition(row.state, applied, tuple(found))
 
-    def _pg_transition(self, job_id: str, state: StateRecord, expected: Collection[str] | None,
-                       holder: str | None, changes: dict[str, Any], take_lock: float | None,
-                       release_lock: bool, continuations: bool, durable: bool) -> Transition:
+    def _pg_transition(self, connection: Any, job_id: str, state: StateRecord,
+                       expected: Collection[str] | None, holder: str | None,
+                       changes: dict[str, Any], take_lock: float | None, release_lock: bool,
+                       continuations: bool, durable: bool) -> Transition:
         """:meth:`transition` in two round trips (see :mod:`.pgfast`), same checks."""
-        with self.connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             return pgwire.transition(
                 cursor, job_id, state, expected=expected, holder=holder, changes=changes,
                 take_lock=take_lock, release_lock=release_lock, continuations=continuations,

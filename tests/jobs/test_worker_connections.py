@@ -1,0 +1,69 @@
+"""docs/jobs.rst, "Database connections on workers": in a Django project Celery closes
+Django's connections after every task; the job engine's own statements run on a
+connection the worker keeps, so a job whose code does not use the database opens no
+PostgreSQL session, and a connection the server dropped costs one retry, not the job."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+
+from tests.apps import jobs as J
+from tests.conftest import BROKER_DB, failed, stack_env
+from tests.helpers.workers import WorkerProcess
+
+from .test_workers import APP, publisher
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def env(redis_base):
+    env = stack_env(f"{redis_base}/{BROKER_DB}", redis_base, f"bgp-conn-{uuid.uuid4().hex[:8]}")
+    env["BGP_TEST_ELECTIONS"] = "0"  # the test app's election handlers read through the ORM
+    return env
+
+
+@pytest.fixture
+def worker(env, request):
+    # The app sets DJANGO_SETTINGS_MODULE before it makes its Celery app: Celery's
+    # Django fixup is on, as in any Django project.
+    with WorkerProcess(APP, env, [env["BGP_TEST_QUEUE"]], concurrency=2) as running:
+        yield running
+        if failed(request):
+            print(f"--- worker log ---\n{running.log()[-6000:]}")
+
+
+def sessions_opened() -> int:
+    """Sessions opened on the test database so far (a session that ended has reported)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_jobs_do_not_open_a_database_session_each(env, worker):
+    bgp = publisher(env)
+    for job_id in [bgp.jobs.enqueue(J.add, i, i) for i in range(4)]:  # both pool processes
+        bgp.jobs.wait(job_id)
+    before = sessions_opened()
+    ids = [bgp.jobs.enqueue(J.add, i, 1) for i in range(30)]
+    assert [bgp.jobs.wait(job_id).state for job_id in ids] == ["Succeeded"] * 30
+    opened = sessions_opened() - before
+    # Each pool process may still open its kept connection (and its heartbeat thread's)
+    # if the warm-up missed it; before, every job opened one.
+    assert opened <= 6, f"{opened} sessions for 30 jobs"
+
+
+def test_a_kept_connection_the_server_dropped_costs_a_retry_not_the_job(env, worker):
+    bgp = publisher(env)
+    for job_id in [bgp.jobs.enqueue(J.add, i, i) for i in range(4)]:
+        bgp.jobs.wait(job_id)
+    with connection.cursor() as cursor:  # every other session on the test database
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        assert cursor.fetchone()[0] >= 1
+    ids = [bgp.jobs.enqueue(J.add, i, 2) for i in range(6)]
+    jobs = [bgp.jobs.wait(job_id, timeout=30) for job_id in ids]
+    assert [(job.state, job.result) for job in jobs] == [("Succeeded", i + 2) for i in range(6)]
