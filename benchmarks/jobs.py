@@ -1,7 +1,7 @@
 """Tracked jobs against plain Celery + django-celery-results and procrastinate, on PostgreSQL.
 
     python benchmarks/jobs.py [-n 5000] [--rounds 2] [--store db+postgresql://...]
-                              [--db NAME] [--no-procrastinate]
+                              [--db NAME] [--no-procrastinate] [--no-django-fixup]
 
 In one run, on one PostgreSQL database (``--db``, default ``bgp_bench_throughput``,
 dropped and made anew; give the benchmark a name of its own), rounds alternate:
@@ -14,11 +14,17 @@ dropped and made anew; give the benchmark a name of its own), rounds alternate:
   N ``defer`` of the same no-op (an ``async`` task), two workers of concurrency 2
   (``pip install procrastinate``; ``--no-procrastinate`` skips it).
 
+The Celery worker runs as in a Django project: ``DJANGO_SETTINGS_MODULE`` is set, so
+Celery's Django fixup closes Django's connections after each task (as it does for every
+Django user); ``--no-django-fixup`` runs it as a plain Celery app that configures Django
+itself, where connections stay open.
+
 Per system: throughput (N / first send -> last completion), the enqueue call's latency
-(p50, p99; the workers run meanwhile), PostgreSQL CPU per job (the CPU of the
-database's server processes serving the benchmark database, from first send to last
-completion), the share of its table's row updates that were HOT (``n_tup_hot_upd`` /
-``n_tup_upd``), and for celery-bgp the SQL round trips one job costs each store.
+(p50, p99; the workers run meanwhile), PostgreSQL CPU per job (the CPU of the server
+processes serving the benchmark database, and of those that ended meanwhile, from first
+send to last completion), the share of its table's row updates that were HOT
+(``n_tup_hot_upd`` / ``n_tup_upd``), the PostgreSQL sessions opened per job, and for
+celery-bgp the SQL round trips one job costs each store.
 
 ``--store db+postgresql://...`` adds the SQLAlchemy job store on that database (its
 tables are created or upgraded, nothing is dropped). The broker is the benchmark's own
@@ -74,6 +80,10 @@ class PgMeter:
         self.db = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB}", autocommit=True)
 
     def cpu(self) -> float:
+        """CPU seconds of the live server processes on the benchmark database, plus
+        those of every server process that has ended (a session per task, as Celery's
+        Django fixup makes: the postmaster's reaped children, whatever their database,
+        so keep the server otherwise quiet)."""
         import psutil
 
         own = self.db.execute("SELECT pg_backend_pid()").fetchone()[0]  # counts progress
@@ -83,7 +93,15 @@ class PgMeter:
         for pid in pids:
             with contextlib.suppress(psutil.Error):  # a backend that has just ended
                 total += sum(psutil.Process(pid).cpu_times()[:2])
-        return total
+        ended = psutil.Process(psutil.Process(own).ppid()).cpu_times()
+        return total + ended.children_user + ended.children_system
+
+    def sessions(self) -> int:
+        """Sessions opened on the benchmark database so far (as reported: a session
+        reports at its end, or within a second of its last transaction)."""
+        self.db.execute("SELECT pg_stat_clear_snapshot()")
+        return self.db.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s",
+                               [DB]).fetchone()[0]
 
     def count(self, sql: str) -> int:
         """A progress count, on this meter's connection (not counted as the system's CPU)."""
@@ -114,6 +132,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     pg_cpu_us: float
+    sessions: float  # PostgreSQL sessions opened per job
 
 
 TABLES = {"plain": "django_celery_results_taskresult", "jobs": "celery_bgp_job",
@@ -122,7 +141,8 @@ TABLES = {"plain": "django_celery_results_taskresult", "jobs": "celery_bgp_job",
 
 def timed_round(meter: PgMeter, n: int, send, count_done) -> Run:
     """Send N jobs with ``send(i)`` (each call timed) and wait until ``count_done()``."""
-    cpu0 = meter.cpu()
+    time.sleep(1.5)  # sessions of the round before have reported
+    cpu0, sessions0 = meter.cpu(), meter.sessions()
     latencies = []
     start = time.perf_counter()
     for i in range(n):
@@ -132,9 +152,12 @@ def timed_round(meter: PgMeter, n: int, send, count_done) -> Run:
     wait(count_done, n)
     elapsed = time.perf_counter() - start
     cpu1 = meter.cpu()
+    time.sleep(1.5)
+    sessions = meter.sessions() - sessions0
     latencies.sort()
     return Run(n / elapsed, latencies[len(latencies) // 2] * 1e3,
-               latencies[int(len(latencies) * 0.99)] * 1e3, (cpu1 - cpu0) / n * 1e6)
+               latencies[int(len(latencies) * 0.99)] * 1e3, (cpu1 - cpu0) / n * 1e6,
+               sessions / n)
 
 
 def wait(count_done, n: int, timeout: float = 600) -> None:
@@ -152,6 +175,9 @@ def main() -> None:
     parser.add_argument("--store", help="also the SQLAlchemy store: db+postgresql://...")
     parser.add_argument("--db", default=DB, help="PostgreSQL database (dropped, made anew)")
     parser.add_argument("--no-procrastinate", action="store_true")
+    parser.add_argument("--no-django-fixup", action="store_true",
+                        help="run the Celery worker without DJANGO_SETTINGS_MODULE, so "
+                             "Celery's Django fixup does not close connections after tasks")
     args = parser.parse_args()
     reset_database()
     from django.core.management import call_command
@@ -169,8 +195,10 @@ def main() -> None:
     meter = PgMeter()
     runs: dict[str, list[Run]] = {"plain": [], "jobs": [], "procrastinate": []}
     counters = {name: meter.updates(table) for name, table in TABLES.items()}
-    with WorkerProcess("benchmarks.jobs_app", {"BGP_BENCH_DB": DB}, ["bench-jobs"],
-                       concurrency=2):
+    worker_env = {"BGP_BENCH_DB": DB}
+    if not args.no_django_fixup:  # as in a Django project (the app configures Django)
+        worker_env["DJANGO_SETTINGS_MODULE"] = "benchmarks.jobs_app"
+    with WorkerProcess("benchmarks.jobs_app", worker_env, ["bench-jobs"], concurrency=2):
         for _ in range(args.rounds):
             TaskResult.objects.all().delete()
             runs["plain"].append(timed_round(
@@ -194,17 +222,18 @@ def main() -> None:
     med = {name: Run(*(statistics.median(getattr(r, f) for r in rows)
                        for f in Run.__dataclass_fields__))
            for name, rows in runs.items() if rows}
-    print(f"\nN={args.n}, {args.rounds} rounds, median; Celery: worker prefork -c 2, Redis; "
-          "procrastinate: 2 workers -c 2; one PostgreSQL database")
+    fixup = "off" if args.no_django_fixup else "on (DJANGO_SETTINGS_MODULE set)"
+    print(f"\nN={args.n}, {args.rounds} rounds, median; Celery: worker prefork -c 2, Redis, "
+          f"Django fixup {fixup}; procrastinate: 2 workers -c 2; one PostgreSQL database")
     header = (f"{'':34}{'jobs/s':>8}{'x plain':>9}{'enqueue p50':>13}{'p99':>8}"
-              f"{'PG CPU/job':>12}{'HOT upd':>9}")
+              f"{'PG CPU/job':>12}{'HOT upd':>9}{'sessions/job':>14}")
     print(header)
     labels = {"plain": "plain Celery + django-db results", "jobs": "celery-bgp jobs, Django",
               "procrastinate": "procrastinate"}
     for name, run in med.items():
         print(f"{labels[name]:34}{run.rate:>8,.0f}{run.rate / med['plain'].rate:>9.2f}"
               f"{run.p50_ms:>10.2f} ms{run.p99_ms:>8.2f}{run.pg_cpu_us:>9,.0f} us"
-              f"{hot[name]:>9}")
+              f"{hot[name]:>9}{run.sessions:>14.2f}")
     jobs = med["jobs"]
     print(f"\ncelery-bgp jobs / plain Celery: throughput {jobs.rate / med['plain'].rate:.2f}, "
           f"enqueue p50 {jobs.p50_ms / med['plain'].p50_ms:.2f}x, "
