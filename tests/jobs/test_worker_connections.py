@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import psutil
 import pytest
 from django.db import connection
 
@@ -16,6 +17,8 @@ from tests.helpers.workers import WorkerProcess
 from .test_workers import APP, publisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+DATABASE_PORT = int(connection.settings_dict.get("PORT") or 5432)
 
 
 @pytest.fixture
@@ -33,6 +36,14 @@ def worker(env, request):
         yield running
         if failed(request):
             print(f"--- worker log ---\n{running.log()[-6000:]}")
+
+
+def worker_database_ports(worker) -> set[int]:
+    """Local ports of the worker's processes' connections to PostgreSQL."""
+    processes = [psutil.Process(worker.proc.pid)]
+    processes += processes[0].children(recursive=True)
+    return {c.laddr.port for p in processes for c in p.net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == DATABASE_PORT}
 
 
 def sessions_opened() -> int:
@@ -60,9 +71,12 @@ def test_a_kept_connection_the_server_dropped_costs_a_retry_not_the_job(env, wor
     bgp = publisher(env)
     for job_id in [bgp.jobs.enqueue(J.add, i, i) for i in range(4)]:
         bgp.jobs.wait(job_id)
-    with connection.cursor() as cursor:  # every other session on the test database
+    ports = worker_database_ports(worker)
+    assert ports, "the worker keeps no connection between jobs"
+    with connection.cursor() as cursor:  # the worker's sessions, and only those
         cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                       "WHERE datname = current_database() AND client_port = ANY(%s)",
+                       [sorted(ports)])
         assert cursor.fetchone()[0] >= 1
     ids = [bgp.jobs.enqueue(J.add, i, 2) for i in range(6)]
     jobs = [bgp.jobs.wait(job_id, timeout=30) for job_id in ids]
