@@ -33,12 +33,12 @@ __all__ = ["IDLE_CHECK", "close_all", "connection", "discard", "pooled"]
 IDLE_CHECK = 30.0
 
 _local = threading.local()  # per thread: alias -> _Kept
-_live: weakref.WeakSet[Any] = weakref.WeakSet()  # this process's kept wrappers
+_live: weakref.WeakSet[_Kept] = weakref.WeakSet()  # every thread's, to close at shutdown
 _lock = threading.Lock()
 
 
 class _Kept:
-    __slots__ = ("pid", "used", "wrapper")
+    __slots__ = ("__weakref__", "pid", "used", "wrapper")
 
     def __init__(self, wrapper: Any) -> None:
         self.wrapper, self.pid, self.used = wrapper, os.getpid(), time.monotonic()
@@ -56,10 +56,10 @@ def connection(alias: str) -> Any:
         wrapper.inc_thread_sharing()  # closed at shutdown by whichever thread runs it
         kept = slots[alias] = _Kept(wrapper)
         with _lock:
-            _live.add(wrapper)
+            _live.add(kept)
     elif now - kept.used > IDLE_CHECK and kept.wrapper.connection is not None \
             and not kept.wrapper.is_usable():
-        kept.wrapper.close()  # dropped by the server meanwhile: connect again on use
+        _close(kept.wrapper)  # dropped by the server meanwhile: connect again on use
     kept.used = now
     return kept.wrapper
 
@@ -80,11 +80,12 @@ def discard(alias: str) -> None:
 
 
 def close_all(**_: Any) -> None:
-    """Close every kept connection of this process (at worker shutdown)."""
+    """Close every kept connection this process opened (at worker shutdown); one
+    inherited through a fork is its parent's and stays as it is."""
     with _lock:
-        wrappers = list(_live)
-    for wrapper in wrappers:
-        _close(wrapper)
+        kept = [k for k in _live if k.pid == os.getpid()]
+    for each in kept:
+        _close(each.wrapper)
 
 
 def _close(wrapper: Any) -> None:
