@@ -5,6 +5,7 @@ actions (add / cancel a consumer, shutdown) answered by the worker, permission-c
 confirmed and written to the admin History."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -99,6 +100,38 @@ def test_a_live_worker_and_its_job_then_the_worker_killed_mid_job_shows_as_gone(
         assert "last heartbeat before" in gone
         assert f'data-worker="{rescuer.hostname}"' in page
         assert f'class="bgp-worker" data-worker="{victim.hostname}"' not in page
+
+
+def test_admins_opening_the_page_at_the_same_moment_share_one_broadcast_round(env):
+    """docs/django.rst: the round is shared; requests of one process that find it expired
+    together wait for one round instead of each asking every worker three questions."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from celery_bgp.contrib.django.console import inspection
+
+    rounds = []
+    real_round = inspection._round
+
+    def counted(app, limit):
+        rounds.append(limit)
+        return real_round(app, limit)
+
+    with WorkerProcess(APP, env, [env["BGP_TEST_QUEUE"]]) as worker:
+        wait_for(lambda: worker.hostname in inspection.snapshot(bgp.app, fresh=True).workers,
+                 20, "the worker in a round")
+        inspection._round = counted
+        try:
+            with ThreadPoolExecutor(6) as pool:
+                time.sleep(0.6)  # the round taken above has expired
+                seen = list(pool.map(lambda _: inspection.snapshot(bgp.app, max_age=0.5),
+                                     range(6)))
+                time.sleep(0.6)  # expired again: the next six share one more round
+                seen += list(pool.map(lambda _: inspection.snapshot(bgp.app, max_age=0.5),
+                                      range(6)))
+        finally:
+            inspection._round = real_round
+    assert all(worker.hostname in snap.workers for snap in seen)
+    assert len(rounds) == 2, rounds
 
 
 def test_control_actions_need_the_permission_and_the_worker_answers(env, root):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -80,17 +81,46 @@ class Snapshot:
         return set(self.workers)
 
 
+_locks: dict[str, threading.Lock] = {}  # one per cache key: a round at a time per process
+_locks_guard = threading.Lock()
+
+
 def _key(app: Any, what: str) -> str:
     return f"celery_bgp:console:{what}:{app.main or 'celery'}"
 
 
 def snapshot(app: Any, max_age: float = 3.0, *, fresh: bool = False) -> Snapshot:
-    """The workers now: the cached round when younger than ``max_age`` seconds."""
+    """The workers now: the cached round when younger than ``max_age`` seconds (with
+    ``fresh``, a round taken after this call began).
+
+    Requests of one process that find the round expired at the same moment share the
+    next one: one takes it while the others wait for it (every round costs each worker
+    three replies)."""
     key = _key(app, "workers")
+    asked = datetime.now(timezone.utc)
     last: Snapshot | None = cache.get(key)
-    now = datetime.now(timezone.utc)
-    if last is not None and not fresh and (now - last.taken).total_seconds() < max_age:
+    if last is not None and _current(last, asked, max_age, fresh):
         return last
+    with _lock(key):
+        last = cache.get(key)
+        if last is not None and _current(last, asked, max_age, fresh):
+            return last  # taken while this request waited
+        return _take(app, key, last, fresh)
+
+
+def _current(last: Snapshot, asked: datetime, max_age: float, fresh: bool) -> bool:
+    if fresh:
+        return last.taken >= asked
+    return (asked - last.taken).total_seconds() < max_age
+
+
+def _lock(key: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def _take(app: Any, key: str, last: Snapshot | None, fresh: bool) -> Snapshot:
+    """Take a round (quick when the workers are known) and keep it in the cache."""
     known = last.hostnames if last is not None and last.error is None else set()
     full_at = cache.get(_key(app, "full")) or 0.0
     recent = not fresh and time.time() - full_at < FULL_ROUND_EVERY
