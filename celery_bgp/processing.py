@@ -418,18 +418,18 @@ class BackgroundProcessing(JobsSupport, DaemonsSupport):
 
     # -- events -------------------------------------------------------------------------
 
-    def record(self, event: CommandEvent, durable: bool = False, urgent: bool = False) -> None:
+    def record(self, event: CommandEvent, durable: bool = False, soon: bool = False) -> None:
         """Hand an event to the recorder(s) (never raises).
 
         ``durable``: return once it is written (a final event before its message is
         acknowledged), unless the store is failing or slower than the recorder's
         ``final_timeout``; the writer sends it at once, with what is queued before it.
-        ``urgent``: send it at once without waiting for it (a chain step's final event:
+        ``soon``: send it at once without waiting for it (a chain step's final event:
         its next step may already run in another process).
         """
-        ticket = self.recorder.record(event, urgent=durable, soon=urgent)
+        ticket = self.recorder.record(event, urgent=durable, soon=soon)
         jobs = self._job_recorder
-        jobs_ticket = jobs.record(event, urgent=durable, soon=urgent) if jobs is not None else 0
+        jobs_ticket = jobs.record(event, urgent=durable, soon=soon) if jobs is not None else 0
         if durable:
             self.recorder.wait_written(ticket)
             if jobs is not None:

@@ -266,7 +266,7 @@ def _success(sender: Any = None, **_: Any) -> None:
         request = sender.request
         sender.bgp.record(_event(sender, EventStatus.PROCESSED, request),
                           durable=acks_late(sender),
-                          urgent=_followed(request, "chain", "callbacks", "chord"))
+                          soon=_followed(request, "chain", "callbacks", "chord"))
 
 
 def _failure(sender: Any = None, task_id: str | None = None, exception: Any = None,
@@ -278,7 +278,7 @@ def _failure(sender: Any = None, task_id: str | None = None, exception: Any = No
         request = sender.request
         sender.bgp.record(_event(sender, EventStatus.ERROR, request, command_id=task_id,
                                  error=ErrorInfo.from_exception(exception, text)),
-                          durable=acks_late(sender), urgent=_followed(request, "errbacks", "chord"))
+                          durable=acks_late(sender), soon=_followed(request, "errbacks", "chord"))
 
 
 def _retry(sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None,
