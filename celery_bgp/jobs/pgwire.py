@@ -12,7 +12,17 @@ are one multi-statement string, which PostgreSQL runs as one implicit transactio
 The rules are the stores' general path: the job row is locked before anything is read,
 the continuations are read by a statement that starts after the lock is held (a fresh
 snapshot in READ COMMITTED, so a continuation attached just before is seen), and the
-written values are :func:`~.relational.transition_values`. Used by the Django store
+written values are :func:`~.relational.transition_values`.
+
+A transition of a row the store has just read or written (:class:`Seen`: a worker
+reads its job, makes it Executing, then writes its final state) is one round trip: the
+checks run against that version in Python, and the write is an ``UPDATE ... WHERE``
+the row is still that version (same ``sequence``, which every state change bumps, same
+state and lock holder, and the lock columns the checks read), with the history row
+inserted from its ``RETURNING`` in the same statement. Anyone who moved the row since
+(a cancel, lock-expiry recovery, another worker) makes it match no row, and the
+transition takes the locking path above: the version only saves round trips, it never
+decides an outcome. Used by the Django store
 (``contrib/django/pgfast.py``) and the SQLAlchemy store, only for their own
 transactions: inside a caller's transaction they take their general path.
 """
@@ -20,14 +30,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .model import ContinuationRecord, On, StateRecord, Transition
 from .relational import check_transition, transition_values
-from .store import JobNotFound
+from .store import JobNotFound, StateConflict
 
-__all__ = ["JOB_COLUMNS", "LockedRow", "insert", "lock_row", "rollback", "write"]
+__all__ = ["JOB_COLUMNS", "LockedRow", "Seen", "insert", "lock_row", "rollback", "write"]
 
 JOB = "celery_bgp_job"
 STATE = "celery_bgp_jobstate"
@@ -95,6 +106,53 @@ class LockedRow:
         self.state, self.sequence, self.lock_holder = state, sequence, lock_holder
         self.lock_acquired, self.lock_expires = lock_acquired, lock_expires
 
+    @classmethod
+    def of(cls, row: Any) -> LockedRow:
+        """The version of a job row read whole (attributes or a mapping)."""
+        get = row.__getitem__ if isinstance(row, Mapping) else row.__getattribute__
+        return cls(get("state"), get("sequence"), get("lock_holder"), get("lock_acquired"),
+                   get("lock_expires"))
+
+    def after(self, state: str, sequence: int, update: Mapping[str, Any]) -> LockedRow:
+        """This version once a transition wrote ``update`` to it."""
+        def lock(column: str) -> Any:
+            return update[column] if column in update else getattr(self, column)
+        return LockedRow(state, sequence, lock("lock_holder"), lock("lock_acquired"),
+                         lock("lock_expires"))
+
+
+class Seen:
+    """The job row versions a store last read or wrote, per thread (the newest few).
+
+    A version is taken (removed) by the transition that uses it; one that is stale
+    costs that transition a round trip, never a wrong outcome.
+    """
+
+    SIZE = 64
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _versions(self) -> dict[str, LockedRow]:
+        versions = getattr(self._local, "versions", None)
+        if versions is None:
+            versions = self._local.versions = {}
+        return versions
+
+    def remember(self, job_id: str, version: LockedRow) -> None:
+        versions = self._versions()
+        versions.pop(job_id, None)
+        versions[job_id] = version
+        if len(versions) > self.SIZE:
+            del versions[next(iter(versions))]
+
+    def take(self, job_id: str) -> LockedRow | None:
+        return self._versions().pop(job_id, None)
+
+    def forget(self) -> None:
+        """Drop this thread's versions (after a store error: nothing is trusted)."""
+        self._versions().clear()
+
 
 def lock_row(cursor: Any, job_id: str, durable: bool) -> LockedRow | None:
     """Open a transaction and lock the job row (when not ``durable``, its commit will
@@ -116,53 +174,135 @@ def rollback(cursor: Any) -> None:
     cursor.execute("ROLLBACK")
 
 
+_CONTINUATIONS_SQL = (f'SELECT parent_id, child_id, "on", delete_on_other '
+                      f'FROM "{CONTINUATION}" WHERE parent_id = %s ORDER BY id')
+
+
+def _assignments(update: Mapping[str, Any], params: list[Any]) -> str:
+    return ", ".join(f'"{_column(name)}" = {_placeholder(name, value, params)}'
+                     for name, value in update.items())
+
+
+def _state_params(job_id: str, applied: StateRecord) -> list[Any]:
+    return [job_id, applied.sequence, applied.name, applied.elected, applied.reason,
+            json.dumps(dict(applied.data))]
+
+
+def _continuations(cursor: Any) -> list[ContinuationRecord]:
+    return [ContinuationRecord(parent, child, On.parse(on) if on else On(0), delete)
+            for parent, child, on, delete in cursor.fetchall()]
+
+
 def write(cursor: Any, job_id: str, row: LockedRow, state: StateRecord, *,
           holder: str | None, changes: Mapping[str, Any], take_lock: float | None,
           release_lock: bool, continuations: bool
-          ) -> tuple[StateRecord, list[ContinuationRecord]]:
+          ) -> tuple[StateRecord, list[ContinuationRecord], LockedRow]:
     """Append the state, update the job row, read its continuations, COMMIT: one round
-    trip. Returns the applied state (numbered) and the continuations."""
+    trip. Returns the applied state (numbered), the continuations and the row's new
+    version."""
     applied, update = transition_values(row, state, holder=holder, changes=changes,
                                         take_lock=take_lock, release_lock=release_lock)
-    params: list[Any] = [job_id, applied.sequence, state.name, state.elected, state.reason,
-                         json.dumps(dict(state.data))]
-    assignments = ", ".join(f'"{_column(name)}" = {_placeholder(name, value, params)}'
-                            for name, value in update.items())
-    params.append(job_id)
+    params = _state_params(job_id, applied)
     sql = (
         f'INSERT INTO "{STATE}" (job_id, sequence, name, elected, reason, data) '
         "VALUES (%s, %s, %s, %s, %s, %s::jsonb); "
-        f'UPDATE "{JOB}" SET {assignments} WHERE id = %s'
+        f'UPDATE "{JOB}" SET {_assignments(update, params)} WHERE id = %s'
     )
+    params.append(job_id)
     if continuations:
-        sql += (f'; SELECT parent_id, child_id, "on", delete_on_other FROM "{CONTINUATION}" '
-                "WHERE parent_id = %s ORDER BY id")
+        sql += "; " + _CONTINUATIONS_SQL
         params.append(job_id)
     cursor.execute(sql + "; COMMIT", params)
     found: list[ContinuationRecord] = []
     if continuations:
         cursor.nextset()
         cursor.nextset()
-        found = [ContinuationRecord(parent, child, On.parse(on) if on else On(0), delete)
-                 for parent, child, on, delete in cursor.fetchall()]
-    return applied, found
+        found = _continuations(cursor)
+    return applied, found, row.after(state.name, applied.sequence, update)
+
+
+def write_if_unchanged(cursor: Any, job_id: str, seen: LockedRow, state: StateRecord, *,
+                       expected: Collection[str] | None, holder: str | None,
+                       changes: Mapping[str, Any], take_lock: float | None,
+                       release_lock: bool, continuations: bool, durable: bool
+                       ) -> tuple[Transition, LockedRow] | None:
+    """The transition in one round trip if the row is still the version ``seen``; None
+    if it is not, or if the checks refuse ``seen`` (the caller then locks the row and
+    decides on what is committed)."""
+    try:
+        check_transition(job_id, seen, state, expected, holder)
+    except StateConflict:
+        return None
+    applied, update = transition_values(seen, state, holder=holder, changes=changes,
+                                        take_lock=take_lock, release_lock=release_lock)
+    params: list[Any] = []
+    assignments = _assignments(update, params)
+    # The columns the checks and the values above read: a row that still has them is
+    # the row they were decided on.
+    params += [job_id, seen.sequence, seen.state, seen.lock_holder]
+    where = ("id = %s AND sequence = %s AND state = %s "
+             "AND lock_holder IS NOT DISTINCT FROM %s")
+    if seen.lock_holder is not None and seen.lock_holder != holder:
+        where += " AND lock_expires IS NOT DISTINCT FROM %s"  # an expired lock taken over
+        params.append(seen.lock_expires)
+    if take_lock is not None and seen.lock_holder == holder:
+        where += " AND lock_acquired IS NOT DISTINCT FROM %s"  # kept as it was
+        params.append(seen.lock_acquired)
+    params += _state_params(job_id, applied)[1:]
+    begin = "BEGIN; " if durable else "BEGIN; SET LOCAL synchronous_commit TO OFF; "
+    sql = (
+        f'{begin}WITH moved AS (UPDATE "{JOB}" SET {assignments} WHERE {where} RETURNING id) '
+        f'INSERT INTO "{STATE}" (job_id, sequence, name, elected, reason, data) '
+        "SELECT id, %s, %s, %s, %s, %s::jsonb FROM moved"
+    )
+    if continuations:  # a statement of its own: its snapshot starts after the lock
+        sql += "; " + _CONTINUATIONS_SQL
+        params.append(job_id)
+    cursor.execute(sql + "; COMMIT", params)
+    for _ in range(1 if durable else 2):
+        cursor.nextset()
+    if cursor.rowcount != 1:  # moved since: nothing was written
+        return None
+    found: list[ContinuationRecord] = []
+    if continuations:
+        cursor.nextset()
+        found = _continuations(cursor)
+    after = seen.after(state.name, applied.sequence, update)
+    return Transition(seen.state, applied, tuple(found)), after
 
 
 def transition(cursor: Any, job_id: str, state: StateRecord, *,
                expected: Collection[str] | None, holder: str | None,
                changes: Mapping[str, Any], take_lock: float | None, release_lock: bool,
-               continuations: bool, durable: bool) -> Transition:
-    """A store's ``transition`` in two round trips: lock, check, write (or roll back)."""
+               continuations: bool, durable: bool, seen: Seen | None = None) -> Transition:
+    """A store's ``transition``: one round trip if ``seen`` holds the row's version and
+    the row is still that version, else two: lock, check, write (or roll back)."""
+    known = seen.take(job_id) if seen is not None else None
+    if known is not None:
+        try:
+            done = write_if_unchanged(
+                cursor, job_id, known, state, expected=expected, holder=holder,
+                changes=changes, take_lock=take_lock, release_lock=release_lock,
+                continuations=continuations, durable=durable)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a statement failed inside BEGIN
+                rollback(cursor)
+            raise
+        if done is not None:
+            seen.remember(job_id, done[1])
+            return done[0]
     row = lock_row(cursor, job_id, durable)
     try:
         if row is None:
             raise JobNotFound(f"no job {job_id}")
         check_transition(job_id, row, state, expected, holder)
-        applied, found = write(cursor, job_id, row, state, holder=holder, changes=changes,
-                               take_lock=take_lock, release_lock=release_lock,
-                               continuations=continuations)
+        applied, found, after = write(cursor, job_id, row, state, holder=holder,
+                                      changes=changes, take_lock=take_lock,
+                                      release_lock=release_lock, continuations=continuations)
     except BaseException:
         with contextlib.suppress(Exception):  # a broken connection rolls back too
             rollback(cursor)
         raise
+    if seen is not None:
+        seen.remember(job_id, after)
     return Transition(row.state, applied, tuple(found))

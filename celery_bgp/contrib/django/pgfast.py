@@ -9,7 +9,8 @@ converted by the model fields themselves, as the ORM does.
 A transition through the ORM costs seven round trips (BEGIN, SET LOCAL, SELECT ...
 FOR NO KEY UPDATE, INSERT, UPDATE, SELECT continuations, COMMIT) and the SQL
 compilation of each. Here, with psycopg 3's client-side binding (Django's default) and
-the connection in autocommit, it is two. A new job's row, first states and properties
+the connection in autocommit, it is two, or one for a row the store has just read or
+written (:class:`celery_bgp.jobs.pgwire.Seen`). A new job's row, first states and properties
 are one multi-statement string, which PostgreSQL runs as one implicit transaction. Both
 are the SQL the SQL stores share (:func:`celery_bgp.jobs.pgwire.transition` and
 :func:`~celery_bgp.jobs.pgwire.insert`, called by the store itself, from the column
@@ -23,6 +24,8 @@ a caller's ``atomic()`` the ORM path runs.
 from __future__ import annotations
 
 from typing import Any
+
+from celery_bgp.jobs import pgwire
 
 from .models import Job
 from .records import job_record
@@ -63,9 +66,15 @@ class _Row:
             setattr(self, field.attname, value)
 
 
-def get(connection: Any, job_id: str) -> Any:
-    """The job's record, or None: one indexed read without the ORM."""
+def get(connection: Any, job_id: str, seen: pgwire.Seen | None = None) -> Any:
+    """The job's record, or None: one indexed read without the ORM. ``seen`` remembers
+    the row's version for the next transition."""
     with connection.cursor() as cursor:
         cursor.execute(_GET_SQL, [job_id])
         found = cursor.fetchone()
-    return job_record(_Row(found, connection)) if found else None
+    if not found:
+        return None
+    row = _Row(found, connection)
+    if seen is not None:
+        seen.remember(job_id, pgwire.LockedRow.of(row))
+    return job_record(row)

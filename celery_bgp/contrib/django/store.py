@@ -108,6 +108,7 @@ class DjangoJobStore(RecurringRows, JobStore):
     def __init__(self, using: str = "default") -> None:
         self.using = using
         self._local = threading.local()  # .keep: this thread runs a job on a worker
+        self._seen = pgwire.Seen()  # row versions for one-round-trip transitions
 
     def __repr__(self) -> str:
         return f"DjangoJobStore(using={self.using!r})"
@@ -163,6 +164,7 @@ class DjangoJobStore(RecurringRows, JobStore):
     def on_idle(self) -> None:
         """Close this thread's connection unless it is inside a transaction."""
         kept.discard(self.using)
+        self._seen.forget()
         connection = self.connection
         if not connection.in_atomic_block:
             connection.close()
@@ -272,7 +274,7 @@ class DjangoJobStore(RecurringRows, JobStore):
     def get(self, job_id: str) -> JobRecord | None:
         fast = self._fast()
         if fast is not None:
-            return pgfast.get(fast, job_id)
+            return pgfast.get(fast, job_id, self._seen)
         try:
             return job_record(self._jobs().get(pk=job_id))
         except Job.DoesNotExist:
@@ -309,12 +311,12 @@ class DjangoJobStore(RecurringRows, JobStore):
                        expected: Collection[str] | None, holder: str | None,
                        changes: dict[str, Any], take_lock: float | None, release_lock: bool,
                        continuations: bool, durable: bool) -> Transition:
-        """:meth:`transition` in two round trips (see :mod:`.pgfast`), same checks."""
+        """:meth:`transition` in one or two round trips (see :mod:`.pgfast`), same checks."""
         with connection.cursor() as cursor:
             return pgwire.transition(
                 cursor, job_id, state, expected=expected, holder=holder, changes=changes,
                 take_lock=take_lock, release_lock=release_lock, continuations=continuations,
-                durable=durable)
+                durable=durable, seen=self._seen)
 
     # -- continuations -----------------------------------------------------------------
 

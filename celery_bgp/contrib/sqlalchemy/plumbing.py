@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from celery_bgp.jobs import pgwire
 from celery_bgp.jobs.store import JobNotFound
 
 from . import transactions
@@ -43,6 +44,7 @@ class Plumbing:
         self._fast = (self.engine.execution_options(isolation_level="AUTOCOMMIT")
                       if self.postgresql and self.engine.dialect.driver == "psycopg" else None)
         self.binding = transactions.Binding()
+        self._seen = pgwire.Seen()  # row versions for one-round-trip transitions
 
 
     @contextlib.contextmanager

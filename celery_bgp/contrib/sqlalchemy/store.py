@@ -17,7 +17,8 @@ is the PostgreSQL hot path of both):
 - Locks are one conditional UPDATE each; ``search_and_lock`` and ``purge`` use ``FOR
   UPDATE SKIP LOCKED`` where the database has it.
 - PostgreSQL with psycopg 3, outside a caller's transaction: a job costs one round trip
-  to create, one to read and two per transition (:mod:`celery_bgp.jobs.pgwire`).
+  to create, one to read and one per transition of a row this store has just read or
+  written, else two (:mod:`celery_bgp.jobs.pgwire`).
 - Inside ``bgp.jobs.transaction(connection_or_session)`` every call runs on the
   caller's connection and messages wait for its commit (:mod:`.transactions`).
 """
@@ -135,8 +136,11 @@ class SQLAlchemyJobStore(RecurringRows, CommandEvents, JobStore):
             with self._cursor() as cursor:
                 cursor.execute(pgwire.GET_SQL, [job_id])
                 found = cursor.fetchone()
-            return job_record(dict(zip(pgwire.JOB_COLUMNS, found, strict=True))) \
-                if found else None
+            if not found:
+                return None
+            row = dict(zip(pgwire.JOB_COLUMNS, found, strict=True))
+            self._seen.remember(job_id, pgwire.LockedRow.of(row))
+            return job_record(row)
         with self._read() as connection:
             found = connection.execute(select(job).where(job.c.id == job_id)).mappings().first()
         return job_record(found) if found else None
@@ -174,12 +178,12 @@ class SQLAlchemyJobStore(RecurringRows, CommandEvents, JobStore):
     def _pg_transition(self, job_id: str, state: StateRecord, expected: Collection[str] | None,
                        holder: str | None, changes: dict[str, Any], take_lock: float | None,
                        release_lock: bool, continuations: bool, durable: bool) -> Transition:
-        """:meth:`transition` in two round trips (:mod:`celery_bgp.jobs.pgwire`)."""
+        """:meth:`transition` in one or two round trips (:mod:`celery_bgp.jobs.pgwire`)."""
         with self._cursor() as cursor:
             return pgwire.transition(
                 cursor, job_id, state, expected=expected, holder=holder, changes=changes,
                 take_lock=take_lock, release_lock=release_lock, continuations=continuations,
-                durable=durable)
+                durable=durable, seen=self._seen)
 
     # -- continuations -----------------------------------------------------------------
 
