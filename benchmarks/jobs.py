@@ -12,7 +12,10 @@ dropped and made anew; give the benchmark a name of its own), rounds alternate:
 - celery-bgp jobs: N ``bgp.jobs.enqueue`` with the Django job store, the same worker;
 - procrastinate (a PostgreSQL-backed queue that keeps each job's status in a table):
   N ``defer`` of the same no-op (an ``async`` task), two workers of concurrency 2
-  (``pip install procrastinate``; ``--no-procrastinate`` skips it).
+  (``pip install procrastinate``; ``--no-procrastinate`` skips it);
+- the floor: N calls of a plain task that stores no result (one Redis ``INCR`` counts
+  it), on the same worker: what Celery itself costs per message, which neither of the
+  Celery rows can go below.
 
 The Celery worker runs as in a Django project: ``DJANGO_SETTINGS_MODULE`` is set, so
 Celery's Django fixup closes Django's connections after each task (as it does for every
@@ -24,7 +27,10 @@ Per system: throughput (N / first send -> last completion), the enqueue call's l
 processes serving the benchmark database, and of those that ended meanwhile, from first
 send to last completion), the share of its table's row updates that were HOT
 (``n_tup_hot_upd`` / ``n_tup_upd``), the PostgreSQL sessions opened per job, and for
-celery-bgp the SQL round trips one job costs each store.
+celery-bgp the SQL round trips one job costs each store. A second table splits the CPU
+per job between the enqueue loop (this process), the workers (parents and children),
+the broker's redis-server and PostgreSQL: on a machine with few cores, throughput is
+bounded by their sum.
 
 ``--store db+postgresql://...`` adds the SQLAlchemy job store on that database (its
 tables are created or upgraded, nothing is dropped). The broker is the benchmark's own
@@ -133,16 +139,52 @@ class Run:
     p99_ms: float
     pg_cpu_us: float
     sessions: float  # PostgreSQL sessions opened per job
+    client_cpu_us: float = 0.0  # this process (the enqueue loop), per job
+    worker_cpu_us: float = 0.0  # the workers' processes (parents and children), per job
+    redis_cpu_us: float = 0.0  # the broker's redis-server, per job
+
+
+class ProcessMeter:
+    """CPU seconds of whole process trees (the workers, the broker) and of this process."""
+
+    def __init__(self) -> None:
+        self.roots: dict[str, list[int]] = {"worker": [], "redis": [], "procrastinate": []}
+
+    def watch(self, kind: str, pid: int) -> None:
+        self.roots[kind].append(pid)
+
+    def cpu(self, kind: str) -> float:
+        if kind == "client":
+            return time.process_time()
+        import psutil
+
+        total = 0.0
+        for root in self.roots[kind]:
+            with contextlib.suppress(psutil.Error):
+                parent = psutil.Process(root)
+                for proc in (parent, *parent.children(recursive=True)):
+                    with contextlib.suppress(psutil.Error):
+                        total += sum(proc.cpu_times()[:2])
+        return total
+
+    def snapshot(self) -> dict[str, float]:
+        """Workers: Celery's, plus procrastinate's (only one of them runs a round)."""
+        return {"client": self.cpu("client"),
+                "worker": self.cpu("worker") + self.cpu("procrastinate"),
+                "redis": self.cpu("redis")}
+
+
+PROCESSES = ProcessMeter()
 
 
 TABLES = {"plain": "django_celery_results_taskresult", "jobs": "celery_bgp_job",
-          "procrastinate": "procrastinate_jobs"}
+          "procrastinate": "procrastinate_jobs", "floor": None}
 
 
 def timed_round(meter: PgMeter, n: int, send, count_done) -> Run:
     """Send N jobs with ``send(i)`` (each call timed) and wait until ``count_done()``."""
     time.sleep(1.5)  # sessions of the round before have reported
-    cpu0, sessions0 = meter.cpu(), meter.sessions()
+    cpu0, sessions0, own0 = meter.cpu(), meter.sessions(), PROCESSES.snapshot()
     latencies = []
     start = time.perf_counter()
     for i in range(n):
@@ -151,13 +193,14 @@ def timed_round(meter: PgMeter, n: int, send, count_done) -> Run:
         latencies.append(time.perf_counter() - t)
     wait(count_done, n)
     elapsed = time.perf_counter() - start
-    cpu1 = meter.cpu()
+    cpu1, own1 = meter.cpu(), PROCESSES.snapshot()
     time.sleep(1.5)
     sessions = meter.sessions() - sessions0
     latencies.sort()
     return Run(n / elapsed, latencies[len(latencies) // 2] * 1e3,
                latencies[int(len(latencies) * 0.99)] * 1e3, (cpu1 - cpu0) / n * 1e6,
-               sessions / n)
+               sessions / n, *((own1[k] - own0[k]) / n * 1e6
+                               for k in ("client", "worker", "redis")))
 
 
 def wait(count_done, n: int, timeout: float = 600) -> None:
@@ -182,7 +225,7 @@ def main() -> None:
     reset_database()
     from django.core.management import call_command
 
-    from benchmarks.jobs_app import add, app, bgp, plain_add
+    from benchmarks.jobs_app import add, app, bgp, floor_add, plain_add
     from tests.helpers.workers import WorkerProcess
 
     call_command("migrate", verbosity=0)
@@ -193,12 +236,24 @@ def main() -> None:
         redis.Redis.from_url(app.conf.broker_url).flushdb()
     procrastinate = None if args.no_procrastinate else Procrastinate()
     meter = PgMeter()
-    runs: dict[str, list[Run]] = {"plain": [], "jobs": [], "procrastinate": []}
-    counters = {name: meter.updates(table) for name, table in TABLES.items()}
+    runs: dict[str, list[Run]] = {"plain": [], "jobs": [], "procrastinate": [], "floor": []}
+    counter = redis.Redis.from_url(os.environ["BGP_BENCH_COUNTER"])
+    counter.delete("bgp-bench-floor")  # the benchmark's own key
+    counters = {name: meter.updates(table) for name, table in TABLES.items() if table}
     worker_env = {"BGP_BENCH_DB": DB}
     if not args.no_django_fixup:  # as in a Django project (the app configures Django)
         worker_env["DJANGO_SETTINGS_MODULE"] = "benchmarks.jobs_app"
-    with WorkerProcess("benchmarks.jobs_app", worker_env, ["bench-jobs"], concurrency=2):
+    import psutil
+
+    for child in psutil.Process().children():  # the benchmark's own redis-server
+        if child.name().startswith("redis-server"):
+            PROCESSES.watch("redis", child.pid)
+    if procrastinate is not None:
+        for proc in procrastinate.workers:
+            PROCESSES.watch("procrastinate", proc.pid)
+    with WorkerProcess("benchmarks.jobs_app", worker_env, ["bench-jobs"],
+                       concurrency=2) as worker:
+        PROCESSES.watch("worker", worker.proc.pid)
         for _ in range(args.rounds):
             TaskResult.objects.all().delete()
             runs["plain"].append(timed_round(
@@ -212,9 +267,17 @@ def main() -> None:
                 lambda b=before, d=done: meter.count(d) - b))
             if procrastinate is not None:
                 runs["procrastinate"].append(procrastinate.round(meter, args.n))
+            before = int(counter.get("bgp-bench-floor") or 0)
+            runs["floor"].append(timed_round(
+                meter, args.n, lambda i: floor_add.delay(i, i),
+                lambda b=before: int(counter.get("bgp-bench-floor") or 0) - b))
+    counter.delete("bgp-bench-floor")
     meter.settle()
     hot = {}
     for name, table in TABLES.items():
+        if table is None:
+            hot[name] = "-"
+            continue
         (upd0, hot0), (upd1, hot1) = counters[name], meter.updates(table)
         hot[name] = f"{(hot1 - hot0) / (upd1 - upd0):.0%}" if upd1 > upd0 else "no upd"
     if procrastinate is not None:
@@ -229,11 +292,17 @@ def main() -> None:
               f"{'PG CPU/job':>12}{'HOT upd':>9}{'sessions/job':>14}")
     print(header)
     labels = {"plain": "plain Celery + django-db results", "jobs": "celery-bgp jobs, Django",
-              "procrastinate": "procrastinate"}
+              "procrastinate": "procrastinate", "floor": "plain Celery, no result (floor)"}
     for name, run in med.items():
         print(f"{labels[name]:34}{run.rate:>8,.0f}{run.rate / med['plain'].rate:>9.2f}"
               f"{run.p50_ms:>10.2f} ms{run.p99_ms:>8.2f}{run.pg_cpu_us:>9,.0f} us"
               f"{hot[name]:>9}{run.sessions:>14.2f}")
+    print(f"\nCPU per job, us{'':19}{'enqueuer':>9}{'workers':>9}{'Redis':>8}{'PG':>8}"
+          f"{'total':>8}")
+    for name, run in med.items():
+        total = run.client_cpu_us + run.worker_cpu_us + run.redis_cpu_us + run.pg_cpu_us
+        print(f"{labels[name]:34}{run.client_cpu_us:>9,.0f}{run.worker_cpu_us:>9,.0f}"
+              f"{run.redis_cpu_us:>8,.0f}{run.pg_cpu_us:>8,.0f}{total:>8,.0f}")
     jobs = med["jobs"]
     print(f"\ncelery-bgp jobs / plain Celery: throughput {jobs.rate / med['plain'].rate:.2f}, "
           f"enqueue p50 {jobs.p50_ms / med['plain'].p50_ms:.2f}x, "

@@ -49,6 +49,21 @@ def plain_add(a: int, b: int) -> int:
     return a + b
 
 
+_counter = None
+
+
+@app.task(name="bench.floor_add", ignore_result=True)
+def floor_add(a: int, b: int) -> int:
+    """Celery's own cost, as a floor: no result stored, one Redis INCR to count it."""
+    global _counter
+    if _counter is None:
+        import redis
+
+        _counter = redis.Redis.from_url(os.environ["BGP_BENCH_COUNTER"])
+    _counter.incr("bgp-bench-floor")
+    return a + b
+
+
 def add(a: int, b: int) -> int:
     """The same work as a tracked job."""
     return a + b
