@@ -249,17 +249,19 @@ def write_if_unchanged(cursor: Any, job_id: str, seen: LockedRow, state: StateRe
         where += " AND lock_acquired IS NOT DISTINCT FROM %s"  # kept as it was
         params.append(seen.lock_acquired)
     params += _state_params(job_id, applied)[1:]
-    begin = "BEGIN; " if durable else "BEGIN; SET LOCAL synchronous_commit TO OFF; "
+    # One string without BEGIN/COMMIT: PostgreSQL runs its statements as one implicit
+    # transaction (SET LOCAL included), and a failed one leaves no transaction open.
     sql = (
-        f'{begin}WITH moved AS (UPDATE "{JOB}" SET {assignments} WHERE {where} RETURNING id) '
+        ("" if durable else "SET LOCAL synchronous_commit TO OFF; ")
+        + f'WITH moved AS (UPDATE "{JOB}" SET {assignments} WHERE {where} RETURNING id) '
         f'INSERT INTO "{STATE}" (job_id, sequence, name, elected, reason, data) '
         "SELECT id, %s, %s, %s, %s, %s::jsonb FROM moved"
     )
     if continuations:  # a statement of its own: its snapshot starts after the lock
         sql += "; " + _CONTINUATIONS_SQL
         params.append(job_id)
-    cursor.execute(sql + "; COMMIT", params)
-    for _ in range(1 if durable else 2):
+    cursor.execute(sql, params)
+    if not durable:
         cursor.nextset()
     if cursor.rowcount != 1:  # moved since: nothing was written
         return None
@@ -279,15 +281,10 @@ def transition(cursor: Any, job_id: str, state: StateRecord, *,
     the row is still that version, else two: lock, check, write (or roll back)."""
     known = seen.take(job_id) if seen is not None else None
     if known is not None:
-        try:
-            done = write_if_unchanged(
-                cursor, job_id, known, state, expected=expected, holder=holder,
-                changes=changes, take_lock=take_lock, release_lock=release_lock,
-                continuations=continuations, durable=durable)
-        except BaseException:
-            with contextlib.suppress(Exception):  # a statement failed inside BEGIN
-                rollback(cursor)
-            raise
+        done = write_if_unchanged(
+            cursor, job_id, known, state, expected=expected, holder=holder, changes=changes,
+            take_lock=take_lock, release_lock=release_lock, continuations=continuations,
+            durable=durable)
         if done is not None:
             seen.remember(job_id, done[1])
             return done[0]
