@@ -280,6 +280,9 @@ class Jobs(RecurringJobs):
             # Not the "bgp" header of commands: that one makes the publish a command event.
             "headers": {"bgp_job": self.bgp.name},
             "serializer": "json",
+            # What Celery's saferepr would show, without its pass over the arguments.
+            "argsrepr": f"({job.id!r}, {job.execution_id!r})",
+            "kwargsrepr": "{}",
         }
         level = broker_priority(Priority(job.priority), self.bgp.transport)
         if level is not None:

@@ -458,3 +458,27 @@ def test_the_client_reads_properties_and_data(bgp):
     assert bgp.jobs.properties(job_id)["tenant"] == "acme"
     assert bgp.jobs.properties(job_id)["label"] == "x"
     assert bgp.jobs.data(job_id) == {"progress": {"done": 3, "of": 3}}
+
+
+def test_a_jobs_message_shows_its_arguments_as_celery_would():
+    """Logs, Flower and ``celery inspect`` show a job's message arguments (its id and
+    execution id) exactly as Celery's own repr of them."""
+    from celery import signals
+    from celery.utils.saferepr import saferepr
+
+    bgp = make()
+    bgp.app.conf.task_always_eager = False
+    seen = []
+
+    def capture(headers=None, **_):
+        seen.append(headers)
+
+    signals.before_task_publish.connect(capture, weak=False)
+    try:
+        job_id = bgp.jobs.enqueue(J.add, 1, 2)
+    finally:
+        signals.before_task_publish.disconnect(capture)
+    [headers] = [h for h in seen if h.get("id") == job_id]
+    job = bgp.jobs.get(job_id)
+    assert headers["argsrepr"] == saferepr((job.id, job.execution_id))
+    assert headers["kwargsrepr"] == "{}"
