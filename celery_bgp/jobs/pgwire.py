@@ -238,9 +238,11 @@ def write_if_unchanged(cursor: Any, job_id: str, seen: LockedRow, state: StateRe
     params: list[Any] = []
     assignments = _assignments(update, params)
     # The columns the checks and the values above read: a row that still has them is
-    # the row they were decided on.
+    # the row they were decided on. ``IS NOT DISTINCT FROM`` (no index can serve it)
+    # keeps the planner on the primary key: with ``state = ...`` it may scan the
+    # (state, created) index through every Enqueued job of a backlog.
     params += [job_id, seen.sequence, seen.state, seen.lock_holder]
-    where = ("id = %s AND sequence = %s AND state = %s "
+    where = ("id = %s AND sequence = %s AND state IS NOT DISTINCT FROM %s "
              "AND lock_holder IS NOT DISTINCT FROM %s")
     if seen.lock_holder is not None and seen.lock_holder != holder:
         where += " AND lock_expires IS NOT DISTINCT FROM %s"  # an expired lock taken over

@@ -65,16 +65,17 @@ def new_job(store, state="Enqueued") -> str:
 
 
 @contextlib.contextmanager
-def statements():
+def statements(literal: bool = False):
     """Counts the statement strings sent (each one round trip: autocommit, BEGIN and
-    COMMIT inside the string)."""
+    COMMIT inside the string); ``literal``: as sent, the parameters bound in."""
     sent = []
     originals = {cls: cls.execute for cls in (psycopg.Cursor, psycopg.ClientCursor)}
 
     def counting(original):
-        def execute(self, query, *args, **kwargs):
-            sent.append(str(query))
-            return original(self, query, *args, **kwargs)
+        def execute(self, query, params=None, *args, **kwargs):
+            sent.append(self.mogrify(query, params) if literal and params is not None
+                        and isinstance(self, psycopg.ClientCursor) else str(query))
+            return original(self, query, params, *args, **kwargs)
         return execute
 
     for cls, original in originals.items():
@@ -105,6 +106,41 @@ def test_a_worker_reads_starts_and_finishes_a_job_in_three_round_trips(store_fac
     job = store.get(job_id)
     assert (job.state, job.result, job.lock) == ("Succeeded", 3, None)
     assert [s.name for s in store.states(job_id)] == ["Enqueued", "Executing", "Succeeded"]
+
+
+def test_the_one_trip_write_finds_the_row_by_its_key_whatever_the_backlog(store_factory):
+    """With thousands of Enqueued jobs waiting, making one Executing must not walk them:
+    the write's plan reads the job table through its primary key only."""
+    store = store_factory()
+    ids = [new_job(store) for _ in range(2000)]
+    store.get(ids[1000])
+    with statements(literal=True) as sent:
+        store.transition(ids[1000], StateRecord("Executing", T0), expected={"Enqueued"},
+                         holder="w/1", take_lock=60, durable=False)
+    [write] = [q for q in sent if "WITH moved" in q]
+    write = write[write.index("WITH moved"):]
+    with psycopg.connect(_dsn(store), autocommit=True) as c:
+        c.execute("BEGIN")
+        plan = "\n".join(row[0] for row in c.execute("EXPLAIN " + write))
+        c.execute("ROLLBACK")
+    scans = [line for line in plan.splitlines() if "Scan" in line and "celery_bgp_job " in
+             line + " "]
+    assert scans and all("celery_bgp_job_pkey" in line for line in scans), plan
+
+
+def _dsn(store) -> str:
+    """A libpq connection string to the store's database."""
+    if hasattr(store, "engine"):
+        url = store.engine.url
+        return (f"host={url.host} port={url.port or 5432} user={url.username} "
+                f"dbname={url.database}" + (f" password={url.password}" if url.password
+                                            else ""))
+    from django.db import connections
+
+    settings = connections[store.using].settings_dict
+    return (f"host={settings['HOST']} port={settings['PORT'] or 5432} "
+            f"user={settings['USER']} dbname={settings['NAME']}"
+            + (f" password={settings['PASSWORD']}" if settings.get("PASSWORD") else ""))
 
 
 def test_a_job_moved_since_it_was_read_is_decided_on_its_committed_row(store_factory):

@@ -1,0 +1,91 @@
+"""What a worker's SQL costs per job, without Celery: client and PostgreSQL CPU.
+
+    python benchmarks/job_statements.py [-n 3000] [--db NAME]
+
+In one process, on the Django job store (PostgreSQL, database ``--db``, default
+``bgp_bench_statements``, dropped and made anew): N jobs are created (their messages
+are not sent), then each runs through the worker's own code path (``run_job``, as a
+``bgp.job`` task from a message would: the job read, Executing with the lock, the no-op
+callable, the final state releasing the lock) one after the other. Printed: this
+process's CPU per job, the CPU of the PostgreSQL backend serving it per job, and the
+wall time per job. Before each job the store forgets the row version it remembered
+when creating it, as a worker process (which did not create the job) would not have
+it. Run it from two checkouts, alternating, to compare them on the same machine.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=3000)
+    parser.add_argument("--db", default="bgp_bench_statements",
+                        help="PostgreSQL database (dropped, made anew)")
+    args = parser.parse_args()
+    os.environ["BGP_BENCH_DB"] = args.db
+    import psutil
+    import psycopg
+
+    admin = "host=127.0.0.1 user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{args.db}"')
+    try:
+        from django.core.management import call_command
+
+        from benchmarks import private_redis  # noqa: F401  (the app's broker URL)
+        from benchmarks.jobs_app import add, bgp
+        from celery_bgp.contrib.django import kept
+        from celery_bgp.jobs.runner import run_job
+
+        call_command("migrate", verbosity=0)
+        bgp.jobs._publish = lambda job, when: None  # no broker: only the SQL is measured
+        store = bgp.jobs.store
+        warm = 200
+        ids = [bgp.jobs.enqueue(add, i, i) for i in range(args.n + warm)]
+        executions = {job_id: store.get(job_id).execution_id for job_id in ids}
+        request = types.SimpleNamespace(is_eager=False, called_directly=False,
+                                        hostname="bench@localhost", retries=0)
+        task = types.SimpleNamespace(request=request)
+
+        def run(job_id: str) -> None:
+            forget = getattr(getattr(store, "_seen", None), "forget", None)
+            if forget is not None:
+                forget()
+            run_job(bgp.jobs, task, job_id, executions[job_id])
+
+        for job_id in ids[:warm]:
+            run(job_id)
+        with contextlib.suppress(psycopg.Error), psycopg.connect(admin, autocommit=True) as c:
+            c.execute("CHECKPOINT")  # not during the measurement (creating the database)
+        backend = psutil.Process(kept.connection("default").connection.info.backend_pid)
+        server0 = sum(backend.cpu_times()[:2])
+        client0, wall0 = time.process_time(), time.perf_counter()
+        for job_id in ids[warm:]:
+            run(job_id)
+        client = (time.process_time() - client0) / args.n * 1e6
+        wall = (time.perf_counter() - wall0) / args.n * 1e3
+        server = (sum(backend.cpu_times()[:2]) - server0) / args.n * 1e6
+        print(f"{ROOT}: {args.n} jobs, per job: client CPU {client:,.0f} us, "
+              f"PostgreSQL CPU {server:,.0f} us, wall {wall:.2f} ms")
+        kept.close_all()
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
