@@ -56,8 +56,8 @@ def store_factory(request):
         kept.close_all()
 
 
-def new_job(store, state="Enqueued") -> str:
-    job_id = uuid.uuid4().hex
+def new_job(store, state="Enqueued", job_id=None) -> str:
+    job_id = job_id or uuid.uuid4().hex
     store.create(JobRecord(id=job_id, name="app:work", kind=JobKind.CALLABLE, queue="q",
                            priority=2, environment="default", state=state, created=T0,
                            modified=T0), StateRecord(state, T0))
@@ -218,7 +218,7 @@ class VersionsMachine(RuleBasedStateMachine):
     def create(self):
         for _ in range(2):
             job_id = new_job(self.sql[0])
-            new_job_with_id(self.memory, job_id)
+            new_job(self.memory, job_id=job_id)
             self.ids.append(job_id)
 
     @rule(client=st.integers(0, 1), pick=st.integers(0, 1))
@@ -264,12 +264,6 @@ class VersionsMachine(RuleBasedStateMachine):
     def teardown(self):
         for store in self.sql:
             store.close()
-
-
-def new_job_with_id(store, job_id):
-    store.create(JobRecord(id=job_id, name="app:work", kind=JobKind.CALLABLE, queue="q",
-                           priority=2, environment="default", state="Enqueued", created=T0,
-                           modified=T0), StateRecord("Enqueued", T0))
 
 
 def _row(job):
