@@ -45,6 +45,37 @@ bgp = BackgroundProcessing(
 bgp.register_handlers(commands)
 
 
+# BGP_TEST_SQL_COUNTER=<redis url>#<hash>: count, per job id, the statements this worker
+# runs that name it, seen as database instrumentation sees them: an execute wrapper that
+# a ``connection_created`` receiver adds to every connection Django opens here.
+if os.environ.get("BGP_TEST_SQL_COUNTER"):
+    import re as _re
+
+    import redis as _redis
+    from django.db.backends.signals import connection_created
+
+    _url, _, _key = os.environ["BGP_TEST_SQL_COUNTER"].partition("#")
+    _counts = _redis.Redis.from_url(_url)
+
+    def _ids(params):
+        for value in params or ():
+            if isinstance(value, (list, tuple)):
+                yield from _ids(value)
+            elif isinstance(value, str) and _re.fullmatch(r"[\w-]{22}", value):
+                yield value  # a job id (celery_bgp.commands' ids)
+
+    def _count(execute, sql, params, many, context):
+        for job_id in set(_ids(params)):
+            _counts.hincrby(_key, job_id, 1)
+        return execute(sql, params, many, context)
+
+    def _instrument(sender, connection, **_):
+        if _count not in connection.execute_wrappers:
+            connection.execute_wrappers.append(_count)
+
+    connection_created.connect(_instrument, weak=False)
+
+
 # BGP_TEST_ELECTIONS=0: the election handlers below read nothing (they read properties
 # through Django's connection, which Celery's Django fixup closes after every task).
 ELECTIONS = os.environ.get("BGP_TEST_ELECTIONS", "1") != "0"

@@ -81,3 +81,27 @@ def test_a_kept_connection_the_server_dropped_costs_a_retry_not_the_job(env, wor
     ids = [bgp.jobs.enqueue(J.add, i, 2) for i in range(6)]
     jobs = [bgp.jobs.wait(job_id, timeout=30) for job_id in ids]
     assert [(job.state, job.result) for job in jobs] == [("Succeeded", i + 2) for i in range(6)]
+
+
+def test_a_job_costs_its_worker_three_statements_seen_by_djangos_instrumentation(env):
+    """docs/jobs.rst, "The Django store's writes": the worker reads its job with one
+    ``SELECT`` and each of its two transitions is one more round trip. Counted in a real
+    worker (fixup on) by an execute wrapper that a ``connection_created`` receiver adds,
+    as database instrumentation does: the engine's own connection is one it sees."""
+    import redis
+
+    key = f"bgp-test-sql-{uuid.uuid4().hex}"
+    env = {**env, "BGP_TEST_SQL_COUNTER": f"{env['BGP_TEST_BROKER']}#{key}"}
+    counts = redis.Redis.from_url(env["BGP_TEST_BROKER"], decode_responses=True)
+    try:
+        with WorkerProcess(APP, env, [env["BGP_TEST_QUEUE"]], concurrency=2) as running:
+            bgp = publisher(env)
+            for job_id in [bgp.jobs.enqueue(J.add, i, i) for i in range(4)]:  # warm up
+                bgp.jobs.wait(job_id)
+            ids = [bgp.jobs.enqueue(J.add, i, 3) for i in range(20)]
+            assert [bgp.jobs.wait(job_id).result for job_id in ids] == \
+                [i + 3 for i in range(20)], running.log()[-6000:]
+        seen = {job_id: int(counts.hget(key, job_id) or 0) for job_id in ids}
+        assert seen == dict.fromkeys(ids, 3)
+    finally:
+        counts.delete(key)
