@@ -29,6 +29,7 @@ from hypothesis.stateful import (
 from celery_bgp.jobs import pgwire
 from celery_bgp.jobs.memory import MemoryJobStore
 from celery_bgp.jobs.model import JobKind, JobRecord, StateRecord
+from celery_bgp.jobs.query import JobQuery
 from celery_bgp.jobs.store import JobNotFound, StateConflict
 
 from .conftest import STORE_FACTORIES, STORE_MARKS
@@ -56,10 +57,10 @@ def store_factory(request):
         kept.close_all()
 
 
-def new_job(store, state="Enqueued", job_id=None) -> str:
+def new_job(store, state="Enqueued", job_id=None, environment="default") -> str:
     job_id = job_id or uuid.uuid4().hex
     store.create(JobRecord(id=job_id, name="app:work", kind=JobKind.CALLABLE, queue="q",
-                           priority=2, environment="default", state=state, created=T0,
+                           priority=2, environment=environment, state=state, created=T0,
                            modified=T0), StateRecord(state, T0))
     return job_id
 
@@ -112,20 +113,27 @@ def test_the_one_trip_write_finds_the_row_by_its_key_whatever_the_backlog(store_
     """With thousands of Enqueued jobs waiting, making one Executing must not walk them:
     the write's plan reads the job table through its primary key only."""
     store = store_factory()
-    ids = [new_job(store) for _ in range(2000)]
-    store.get(ids[1000])
-    with statements(literal=True) as sent:
-        store.transition(ids[1000], StateRecord("Executing", T0), expected={"Enqueued"},
-                         holder="w/1", take_lock=60, durable=False)
-    [write] = [q for q in sent if "WITH moved" in q]
-    write = write[write.index("WITH moved"):]
-    with psycopg.connect(_dsn(store), autocommit=True) as c:
-        c.execute("BEGIN")
-        plan = "\n".join(row[0] for row in c.execute("EXPLAIN " + write))
-        c.execute("ROLLBACK")
+    # An environment of its own, purged at the end: the SQLAlchemy store's database is
+    # the session's, and 2,000 Enqueued jobs would change other tests' "oldest first".
+    backlog = f"backlog-{uuid.uuid4().hex[:8]}"
+    try:
+        ids = [new_job(store, environment=backlog) for _ in range(2000)]
+        store.get(ids[1000])
+        with statements(literal=True) as sent:
+            store.transition(ids[1000], StateRecord("Executing", T0), expected={"Enqueued"},
+                             holder="w/1", take_lock=60, durable=False)
+        [write] = [q for q in sent if "WITH moved" in q]
+        write = write[write.index("WITH moved"):]
+        with psycopg.connect(_dsn(store), autocommit=True) as c:
+            c.execute("BEGIN")
+            plan = "\n".join(row[0] for row in c.execute("EXPLAIN " + write))
+            c.execute("ROLLBACK")
+    finally:
+        store.purge({"Enqueued", "Executing"}, T0 + timedelta(days=1), environment=backlog)
     scans = [line for line in plan.splitlines() if "Scan" in line and "celery_bgp_job " in
              line + " "]
     assert scans and all("celery_bgp_job_pkey" in line for line in scans), plan
+    assert store.search(JobQuery(environment=backlog, limit=1)) == []
 
 
 def _dsn(store) -> str:

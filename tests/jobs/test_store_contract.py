@@ -392,7 +392,9 @@ def _stalled_population(store) -> tuple[str, dict[str, str]]:
         "recent": make_job(store, created=at(100), environment=env),
         "running": make_job(store, "Executing", created=at(0), environment=env),
         "idle": make_job(store, "Idle", created=at(0), environment=env),
-        "elsewhere": make_job(store, created=at(0), environment=f"{env}-other"),
+        # A year older than the rest: oldest first, the page of every environment's
+        # holds it whatever other tests left in a shared database.
+        "elsewhere": make_job(store, created=at(-365 * 86400), environment=f"{env}-other"),
     }
     # Enqueued long ago, delayed: stalled only once due (before the bound too).
     for name, created, until in [("delayed", 5, at(500)), ("due", 6, at(30)),
