@@ -30,21 +30,51 @@ from celery_bgp.jobs import pgwire
 from .models import Job
 from .records import job_record
 
-__all__ = ["available", "get"]
+__all__ = ["available", "cursor", "get"]
 
 
 def available(connection: Any) -> bool:
-    """True on PostgreSQL with psycopg 3 and client-side binding, outside a transaction."""
+    """True on PostgreSQL with psycopg 3, outside a transaction."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
     if not connection.get_autocommit():
         return False
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-    return is_psycopg3 and not connection.settings_dict.get("OPTIONS", {}).get(
-        "server_side_binding")
+    return is_psycopg3
 
 
+def cursor(connection: Any) -> Any:
+    """A Django cursor on ``connection`` that binds parameters on the client.
+
+    The fast path sends multi-statement strings, which PostgreSQL refuses from a
+    statement whose parameters are bound on the server. That is Django's cursor when
+    the alias sets ``OPTIONS["server_side_binding"]``: there the cursor is a
+    ``psycopg.ClientCursor`` on the same connection, wrapped as Django wraps its own
+    (execute wrappers, the debug query log, Django's exceptions), with the connection's
+    time zone, as Django's ``create_cursor`` sets it.
+    """
+    if not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding"):
+        return connection.cursor()
+    import psycopg
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    if hasattr(connection, "close_if_health_check_failed"):  # Django 5.1+, as cursor()
+        connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = psycopg.ClientCursor(connection.connection)
+        loader = connection.connection.adapters.get_loader(_TIMESTAMPTZ, Format.TEXT)
+        if connection.timezone != loader.timezone:
+            register_tzloader(connection.timezone, raw)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(raw)
+    return connection.make_cursor(raw)
+
+
+_TIMESTAMPTZ = 1184  # the type's OID (psycopg.adapters.types["timestamptz"].oid)
 _JOB = Job._meta.db_table
 _JOB_FIELDS = tuple(Job._meta.concrete_fields)
 
@@ -69,9 +99,9 @@ class _Row:
 def get(connection: Any, job_id: str, seen: pgwire.Seen | None = None) -> Any:
     """The job's record, or None: one indexed read without the ORM. ``seen`` remembers
     the row's version for the next transition."""
-    with connection.cursor() as cursor:
-        cursor.execute(_GET_SQL, [job_id])
-        found = cursor.fetchone()
+    with cursor(connection) as rows:
+        rows.execute(_GET_SQL, [job_id])
+        found = rows.fetchone()
     if not found:
         return None
     row = _Row(found, connection)

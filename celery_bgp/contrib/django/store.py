@@ -252,7 +252,7 @@ class DjangoJobStore(RecurringRows, JobStore):
         try:
             fast = self._fast()
             if fast is not None:  # the SQL stores' shared SQL: no models
-                with fast.cursor() as cursor:
+                with pgfast.cursor(fast) as cursor:
                     pgwire.insert(cursor, job_values(job, len(history)),
                                   [state_values(job.id, state, i)
                                    for i, state in enumerate(history, 1)],
@@ -312,7 +312,7 @@ class DjangoJobStore(RecurringRows, JobStore):
                        changes: dict[str, Any], take_lock: float | None, release_lock: bool,
                        continuations: bool, durable: bool) -> Transition:
         """:meth:`transition` in one or two round trips (see :mod:`.pgfast`), same checks."""
-        with connection.cursor() as cursor:
+        with pgfast.cursor(connection) as cursor:
             return pgwire.transition(
                 cursor, job_id, state, expected=expected, holder=holder, changes=changes,
                 take_lock=take_lock, release_lock=release_lock, continuations=continuations,
