@@ -1,16 +1,18 @@
 """What a worker's SQL costs per job, without Celery: client and PostgreSQL CPU.
 
-    python benchmarks/job_statements.py [-n 3000] [--db NAME]
+    python benchmarks/job_statements.py [-n 3000] [--db NAME] [--server-side-binding]
 
 In one process, on the Django job store (PostgreSQL, database ``--db``, default
 ``bgp_bench_statements``, dropped and made anew): N jobs are created (their messages
 are not sent), then each runs through the worker's own code path (``run_job``, as a
 ``bgp.job`` task from a message would: the job read, Executing with the lock, the no-op
 callable, the final state releasing the lock) one after the other. Printed: this
-process's CPU per job, the CPU of the PostgreSQL backend serving it per job, and the
+process's CPU per job, the CPU of the PostgreSQL backends serving it per job (the
+worker's kept connection and Django's own, which the ORM path uses), and the
 wall time per job. Before each job the store forgets the row version it remembered
 when creating it, as a worker process (which did not create the job) would not have
 it. Run it from two checkouts, alternating, to compare them on the same machine.
+``--server-side-binding`` sets Django's ``OPTIONS["server_side_binding"]`` on the alias.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=3000)
     parser.add_argument("--db", default="bgp_bench_statements",
                         help="PostgreSQL database (dropped, made anew)")
+    parser.add_argument("--server-side-binding", action="store_true",
+                        help='the alias binds parameters on the server (Django\'s OPTIONS)')
     args = parser.parse_args()
     os.environ["BGP_BENCH_DB"] = args.db
     import psutil
@@ -49,6 +53,12 @@ def main() -> None:
         from celery_bgp.jobs.runner import run_job
 
         call_command("migrate", verbosity=0)
+        if args.server_side_binding:
+            from django.db import connections
+
+            connections["default"].settings_dict.setdefault("OPTIONS", {})[
+                "server_side_binding"] = True
+            connections["default"].close()  # connects again with the option's cursors
         bgp.jobs._publish = lambda job, when: None  # no broker: only the SQL is measured
         store = bgp.jobs.store
         warm = 200
@@ -68,15 +78,24 @@ def main() -> None:
             run(job_id)
         with contextlib.suppress(psycopg.Error), psycopg.connect(admin, autocommit=True) as c:
             c.execute("CHECKPOINT")  # not during the measurement (creating the database)
-        backend = psutil.Process(kept.connection("default").connection.info.backend_pid)
-        server0 = sum(backend.cpu_times()[:2])
+        from django.db import connections
+
+        connections["default"].ensure_connection()
+        backends = [psutil.Process(c.connection.info.backend_pid)
+                    for c in (kept.connection("default"), connections["default"])]
+
+        def server_cpu() -> float:
+            return sum(sum(b.cpu_times()[:2]) for b in backends)
+
+        server0 = server_cpu()
         client0, wall0 = time.process_time(), time.perf_counter()
         for job_id in ids[warm:]:
             run(job_id)
         client = (time.process_time() - client0) / args.n * 1e6
         wall = (time.perf_counter() - wall0) / args.n * 1e3
-        server = (sum(backend.cpu_times()[:2]) - server0) / args.n * 1e6
-        print(f"{ROOT}: {args.n} jobs, per job: client CPU {client:,.0f} us, "
+        server = (server_cpu() - server0) / args.n * 1e6
+        binding = ", server-side binding" if args.server_side_binding else ""
+        print(f"{ROOT}{binding}: {args.n} jobs, per job: client CPU {client:,.0f} us, "
               f"PostgreSQL CPU {server:,.0f} us, wall {wall:.2f} ms")
         kept.close_all()
     finally:

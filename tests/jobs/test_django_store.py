@@ -273,8 +273,8 @@ def test_an_alias_with_server_side_binding_keeps_the_one_statement_path(monkeypa
     """``OPTIONS["server_side_binding"]`` makes Django's cursors bind on the server, which
     refuses the store's multi-statement strings: the store binds its own on the client,
     on the same connection, so a job still costs one round trip to create and three on
-    its worker (the ORM path took 8.7 ms of a worker's time per job, against 1.8 ms),
-    seen by Django's execute wrappers, its times read as Django reads them."""
+    its worker (the ORM path took 9-10 ms of a worker's time per job, against 2 ms), seen
+    by Django's execute wrappers, its times read as Django reads them."""
     import psycopg
 
     from celery_bgp.contrib.django import kept
