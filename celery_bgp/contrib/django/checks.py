@@ -23,11 +23,13 @@ def check_use_tz(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
 def check_psycopg(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """On PostgreSQL the job store's hot path (one round trip to create a job, three on
     its worker) needs psycopg 3; with psycopg2 every job goes through the ORM."""
-    if not any(db.get("ENGINE") == "django.db.backends.postgresql"
-               for db in getattr(settings, "DATABASES", {}).values()):
+    engines = [db.get("ENGINE", "") for db in getattr(settings, "DATABASES", {}).values()]
+    if not any("postgresql" in engine or "postgis" in engine for engine in engines):
         return []
-    from django.db.backends.postgresql import psycopg_any
-
+    try:
+        from django.db.backends.postgresql import psycopg_any
+    except ImportError:  # no driver at all: Django says so itself
+        return []
     if psycopg_any.is_psycopg3:
         return []
     return [checks.Warning(
