@@ -77,6 +77,8 @@ if IN_CI or reachable(PG_HOST, PG_PORT) or os.environ.get("BGP_TEST_DB") == "pos
     if os.environ.get("BGP_TEST_USE_TEST_DB"):
         # Worker subprocesses: talk to the test database pytest-django created.
         DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
+    if os.environ.get("BGP_TEST_SERVER_SIDE_BINDING"):  # a worker with Django's option
+        DATABASES["default"]["OPTIONS"] = {"server_side_binding": True}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 

@@ -72,6 +72,8 @@ if os.environ.get("BGP_TEST_SQL_COUNTER"):
     def _instrument(sender, connection, **_):
         if _count not in connection.execute_wrappers:
             connection.execute_wrappers.append(_count)
+        binding = connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+        _counts.hset(_key, "server_side_binding", str(bool(binding)))
 
     connection_created.connect(_instrument, weak=False)
 
