@@ -19,7 +19,7 @@ from celery_bgp.contrib.django.store import DjangoJobStore
 from celery_bgp.events import repository_from_url
 from celery_bgp.jobs.model import StateRecord
 from celery_bgp.jobs.query import JobQuery, P, Q
-from celery_bgp.jobs.store import JobStoreEvents
+from celery_bgp.jobs.store import JobExists, JobStoreEvents
 from tests.helpers.databases import alias_params, django_db_mark, require_database
 from tests.jobs.test_store_contract import at, make_job
 
@@ -321,3 +321,29 @@ def test_an_alias_with_server_side_binding_keeps_the_one_statement_path(monkeypa
     finally:
         kept.close_all()
         django.close()
+
+
+@django_db_mark("default")
+def test_a_job_created_in_the_callers_transaction_is_one_insert_in_a_savepoint():
+    """docs/jobs.rst, "The Django store's writes": inside your ``transaction.atomic()``
+    a new job is one insert string in a savepoint of your transaction: it commits or
+    rolls back with it, and a duplicate id raises ``JobExists`` and leaves your
+    transaction usable."""
+    from tests.jobs.test_row_versions import statements
+
+    require_database("default")
+    store = DjangoJobStore("default")
+    with transaction.atomic():
+        with statements() as sent:
+            job_id = make_job(store, properties={"tenant": "acme"})
+        assert [q.split()[0] for q in sent] == ["SAVEPOINT", "INSERT", "RELEASE"], sent
+        with pytest.raises(JobExists):
+            make_job(store, job_id=job_id)
+        other = make_job(store)  # the caller's transaction goes on
+    assert store.get(job_id).state == "Enqueued"
+    assert store.properties(job_id) == {"tenant": "acme"}
+    assert [s.name for s in store.states(other)] == ["Enqueued"]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        phantom = make_job(store)
+        raise RuntimeError("the caller's transaction fails")
+    assert store.get(phantom) is None

@@ -30,7 +30,7 @@ from celery_bgp.jobs import pgwire
 from .models import Job
 from .records import job_record
 
-__all__ = ["available", "cursor", "get"]
+__all__ = ["available", "cursor", "get", "in_transaction"]
 
 
 def available(connection: Any) -> bool:
@@ -42,6 +42,17 @@ def available(connection: Any) -> bool:
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     return is_psycopg3
+
+
+def in_transaction(connection: Any) -> bool:
+    """True on PostgreSQL with psycopg 3 inside a transaction (the caller's
+    ``atomic()``, or autocommit off): a new job's insert string runs there too, in a
+    savepoint, so a failed insert leaves the caller's transaction usable."""
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3 and (connection.in_atomic_block or not connection.get_autocommit())
 
 
 def cursor(connection: Any) -> Any:

@@ -251,12 +251,16 @@ class DjangoJobStore(RecurringRows, JobStore):
         history = initial_states(job, initial)
         try:
             fast = self._fast()
-            if fast is not None:  # the SQL stores' shared SQL: no models
-                with pgfast.cursor(fast) as cursor:
-                    pgwire.insert(cursor, job_values(job, len(history)),
-                                  [state_values(job.id, state, i)
-                                   for i, state in enumerate(history, 1)],
-                                  property_rows(job.id, properties or {}))
+            if fast is not None or pgfast.in_transaction(self.connection):
+                # The SQL stores' shared SQL, no models: its own implicit transaction, or
+                # a savepoint of the caller's (a failed insert leaves theirs usable).
+                columns = (job_values(job, len(history)),
+                           [state_values(job.id, state, i)
+                            for i, state in enumerate(history, 1)],
+                           property_rows(job.id, properties or {}))
+                with contextlib.nullcontext() if fast is not None else self._atomic(), \
+                        pgfast.cursor(fast or self.connection) as cursor:
+                    pgwire.insert(cursor, *columns)
                 return
             props = _property_rows(job.id, properties or {})
             row = job_row(job, len(history))
