@@ -18,7 +18,6 @@ ratios to ``delay``. Nothing consumes the messages: the queue is the benchmark's
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.scratch_db import own_database  # noqa: E402
 
 
 def main() -> None:
@@ -35,14 +35,7 @@ def main() -> None:
     parser.add_argument("--db", default="bgp_bench_enqueue",
                         help="PostgreSQL database (dropped, made anew)")
     args = parser.parse_args()
-    os.environ["BGP_BENCH_DB"] = args.db
-    import psycopg
-
-    admin = "host=127.0.0.1 user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{args.db}"')
-    try:
+    with own_database(args.db):
         from django.core.management import call_command
         from django.db import transaction
 
@@ -81,12 +74,6 @@ def main() -> None:
             mid = statistics.median(cpu[kind])
             print(f"{kind:22}{mid * 1e6:>8,.0f}us{p50 * 1e3:>8.2f}ms{p99 * 1e3:>8.2f}ms"
                   f"{mid / base_cpu:>8.2f}{p50 / base_p50:>8.2f}")
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 import types
@@ -26,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.scratch_db import ADMIN, own_database  # noqa: E402
 
 
 def main() -> None:
@@ -36,15 +36,10 @@ def main() -> None:
     parser.add_argument("--server-side-binding", action="store_true",
                         help='the alias binds parameters on the server (Django\'s OPTIONS)')
     args = parser.parse_args()
-    os.environ["BGP_BENCH_DB"] = args.db
     import psutil
     import psycopg
 
-    admin = "host=127.0.0.1 user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{args.db}"')
-    try:
+    with own_database(args.db):
         from django.core.management import call_command
 
         from benchmarks import private_redis  # noqa: F401  (the app's broker URL)
@@ -76,7 +71,7 @@ def main() -> None:
 
         for job_id in ids[:warm]:
             run(job_id)
-        with contextlib.suppress(psycopg.Error), psycopg.connect(admin, autocommit=True) as c:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(ADMIN, autocommit=True) as c:
             c.execute("CHECKPOINT")  # not during the measurement (creating the database)
         from django.db import connections
 
@@ -98,12 +93,6 @@ def main() -> None:
         print(f"{ROOT}{binding}: {args.n} jobs, per job: client CPU {client:,.0f} us, "
               f"PostgreSQL CPU {server:,.0f} us, wall {wall:.2f} ms")
         kept.close_all()
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
