@@ -1,6 +1,7 @@
 """What a worker's SQL costs per job, without Celery: client and PostgreSQL CPU.
 
     python benchmarks/job_statements.py [-n 3000] [--db NAME] [--server-side-binding]
+                                        [--prepare-threshold N]
 
 In one process, on the Django job store (PostgreSQL, database ``--db``, default
 ``bgp_bench_statements``, dropped and made anew): N jobs are created (their messages
@@ -12,7 +13,9 @@ worker's kept connection and Django's own, which the ORM path uses), and the
 wall time per job. Before each job the store forgets the row version it remembered
 when creating it, as a worker process (which did not create the job) would not have
 it. Run it from two checkouts, alternating, to compare them on the same machine.
-``--server-side-binding`` sets Django's ``OPTIONS["server_side_binding"]`` on the alias.
+``--server-side-binding`` sets Django's ``OPTIONS["server_side_binding"]`` on the alias,
+``--prepare-threshold N`` its ``OPTIONS["prepare_threshold"]`` (psycopg prepares a
+statement run N times; the store's then are).
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ def main() -> None:
                         help="PostgreSQL database (dropped, made anew)")
     parser.add_argument("--server-side-binding", action="store_true",
                         help='the alias binds parameters on the server (Django\'s OPTIONS)')
+    parser.add_argument("--prepare-threshold", type=int, metavar="N",
+                        help="Django's OPTIONS[\"prepare_threshold\"] on the alias")
     args = parser.parse_args()
     import psutil
     import psycopg
@@ -48,12 +53,14 @@ def main() -> None:
         from celery_bgp.jobs.runner import run_job
 
         call_command("migrate", verbosity=0)
-        if args.server_side_binding:
-            from django.db import connections
+        from django.db import connections
 
-            connections["default"].settings_dict.setdefault("OPTIONS", {})[
-                "server_side_binding"] = True
-            connections["default"].close()  # connects again with the option's cursors
+        options = connections["default"].settings_dict.setdefault("OPTIONS", {})
+        if args.server_side_binding:
+            options["server_side_binding"] = True
+        if args.prepare_threshold is not None:
+            options["prepare_threshold"] = args.prepare_threshold
+        connections["default"].close()  # connects again with the options
         bgp.jobs._publish = lambda job, when: None  # no broker: only the SQL is measured
         store = bgp.jobs.store
         warm = 200
@@ -73,8 +80,6 @@ def main() -> None:
             run(job_id)
         with contextlib.suppress(psycopg.Error), psycopg.connect(ADMIN, autocommit=True) as c:
             c.execute("CHECKPOINT")  # not during the measurement (creating the database)
-        from django.db import connections
-
         connections["default"].ensure_connection()
         backends = [psutil.Process(c.connection.info.backend_pid)
                     for c in (kept.connection("default"), connections["default"])]
@@ -90,6 +95,8 @@ def main() -> None:
         wall = (time.perf_counter() - wall0) / args.n * 1e3
         server = (server_cpu() - server0) / args.n * 1e6
         binding = ", server-side binding" if args.server_side_binding else ""
+        if args.prepare_threshold is not None:
+            binding += f", prepare_threshold {args.prepare_threshold}"
         print(f"{ROOT}{binding}: {args.n} jobs, per job: client CPU {client:,.0f} us, "
               f"PostgreSQL CPU {server:,.0f} us, wall {wall:.2f} ms")
         kept.close_all()

@@ -2,6 +2,7 @@
 
     python benchmarks/jobs.py [-n 5000] [--rounds 2] [--store db+postgresql://...]
                               [--db NAME] [--no-procrastinate] [--no-django-fixup]
+                              [--prepare-threshold N]
 
 In one run, on one PostgreSQL database (``--db``, default ``bgp_bench_throughput``,
 dropped and made anew; give the benchmark a name of its own), rounds alternate:
@@ -54,6 +55,13 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import private_redis  # noqa: E402  (before the app reads its URLs)
 
 
+def _prepare_option() -> None:
+    """``--prepare-threshold`` is read before Django is configured, as ``--db`` is."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--prepare-threshold" and i + 1 < len(sys.argv):
+            os.environ["BGP_BENCH_PREPARE_THRESHOLD"] = sys.argv[i + 1]
+
+
 def _database_option() -> str:
     """``--db`` is read before Django is configured (benchmarks.jobs_app reads it)."""
     for i, arg in enumerate(sys.argv):
@@ -65,6 +73,7 @@ def _database_option() -> str:
 
 
 DB = os.environ["BGP_BENCH_DB"] = _database_option()  # dropped and made anew
+_prepare_option()
 ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
 
 
@@ -218,6 +227,9 @@ def main() -> None:
     parser.add_argument("--store", help="also the SQLAlchemy store: db+postgresql://...")
     parser.add_argument("--db", default=DB, help="PostgreSQL database (dropped, made anew)")
     parser.add_argument("--no-procrastinate", action="store_true")
+    parser.add_argument("--prepare-threshold", type=int, metavar="N",
+                        help="Django's OPTIONS[\"prepare_threshold\"] on the alias: the "
+                             "job store's worker statements are prepared")
     parser.add_argument("--no-django-fixup", action="store_true",
                         help="run the Celery worker without DJANGO_SETTINGS_MODULE, so "
                              "Celery's Django fixup does not close connections after tasks")
@@ -241,6 +253,8 @@ def main() -> None:
     counter.delete("bgp-bench-floor")  # the benchmark's own key
     counters = {name: meter.updates(table) for name, table in TABLES.items() if table}
     worker_env = {"BGP_BENCH_DB": DB}
+    if args.prepare_threshold is not None:
+        worker_env["BGP_BENCH_PREPARE_THRESHOLD"] = str(args.prepare_threshold)
     if not args.no_django_fixup:  # as in a Django project (the app configures Django)
         worker_env["DJANGO_SETTINGS_MODULE"] = "benchmarks.jobs_app"
     import psutil
@@ -287,7 +301,9 @@ def main() -> None:
            for name, rows in runs.items() if rows}
     fixup = "off" if args.no_django_fixup else "on (DJANGO_SETTINGS_MODULE set)"
     print(f"\nN={args.n}, {args.rounds} rounds, median; Celery: worker prefork -c 2, Redis, "
-          f"Django fixup {fixup}; procrastinate: 2 workers -c 2; one PostgreSQL database")
+          f"Django fixup {fixup}; procrastinate: 2 workers -c 2; one PostgreSQL database"
+          + ("" if args.prepare_threshold is None
+             else f"; OPTIONS prepare_threshold {args.prepare_threshold}"))
     header = (f"{'':34}{'jobs/s':>8}{'x plain':>9}{'enqueue p50':>13}{'p99':>8}"
               f"{'PG CPU/job':>12}{'HOT upd':>9}{'sessions/job':>14}")
     print(header)

@@ -13,8 +13,12 @@ from django.conf import settings
 DB = os.environ.get("BGP_BENCH_DB", "bgp_bench_throughput")
 if not settings.configured:
     settings.configure(
-        DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": DB,
-                               "USER": "postgres", "HOST": "127.0.0.1", "PORT": 5432}},
+        DATABASES={"default": {
+            "ENGINE": "django.db.backends.postgresql", "NAME": DB, "USER": "postgres",
+            "HOST": "127.0.0.1", "PORT": 5432,
+            # benchmarks/jobs.py --prepare-threshold N: Django's option, as a user sets it
+            "OPTIONS": ({"prepare_threshold": int(os.environ["BGP_BENCH_PREPARE_THRESHOLD"])}
+                        if os.environ.get("BGP_BENCH_PREPARE_THRESHOLD") else {})}},
         INSTALLED_APPS=["django.contrib.contenttypes", "django_celery_results",
                         "celery_bgp.contrib.django"],
         USE_TZ=True, TIME_ZONE="UTC", DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",

@@ -79,6 +79,9 @@ if IN_CI or reachable(PG_HOST, PG_PORT) or os.environ.get("BGP_TEST_DB") == "pos
         DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
     if os.environ.get("BGP_TEST_SERVER_SIDE_BINDING"):  # a worker with Django's option
         DATABASES["default"]["OPTIONS"] = {"server_side_binding": True}
+    if os.environ.get("BGP_TEST_PREPARE_THRESHOLD"):  # a worker that prepares statements
+        DATABASES["default"]["OPTIONS"] = {
+            "prepare_threshold": int(os.environ["BGP_TEST_PREPARE_THRESHOLD"])}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 

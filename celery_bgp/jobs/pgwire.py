@@ -25,20 +25,34 @@ transition takes the locking path above: the version only saves round trips, it 
 decides an outcome. Used by the Django store
 (``contrib/django/pgfast.py``) and the SQLAlchemy store, only for their own
 transactions: inside a caller's transaction they take their general path.
+
+Where the connection may keep prepared statements (the Django store, when the alias
+sets Django's ``OPTIONS["prepare_threshold"]``), the worker's statements (the read and
+the one-round-trip writes) are single statements bound on the server, which psycopg
+prepares after that many runs, and a write with its continuations read is two of them
+in one round trip (psycopg's pipeline mode: one implicit transaction up to its Sync, as
+a multi-statement string is). PostgreSQL then skips parsing and planning them: its CPU
+per job halves (``benchmarks/job_statements.py``). Django leaves preparing off because a
+pooler in transaction mode (PgBouncer before 1.21) loses prepared statements between
+transactions; :class:`Wire` says which way a connection goes. psycopg forgets them at
+every ROLLBACK it sees (the locking path's refusals send one), so they are parsed again
+after it.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .model import ContinuationRecord, On, StateRecord, Transition
 from .relational import check_transition, transition_values
 from .store import JobNotFound, StateConflict
 
-__all__ = ["JOB_COLUMNS", "LockedRow", "Seen", "insert", "lock_row", "rollback", "write"]
+__all__ = ["JOB_COLUMNS", "LockedRow", "Seen", "Wire", "insert", "lock_row", "rollback",
+           "transition", "write"]
 
 JOB = "celery_bgp_job"
 STATE = "celery_bgp_jobstate"
@@ -94,6 +108,31 @@ def insert(cursor: Any, job: Mapping[str, Any], states: Sequence[Mapping[str, An
     if properties:
         statements.append(_insert_sql(PROPERTY, properties, params))
     cursor.execute("; ".join(statements), params)
+
+
+Cursors = Callable[[], AbstractContextManager[Any]]
+
+
+class Wire:
+    """How one store's hot-path statements reach one psycopg connection.
+
+    ``client`` opens a cursor that binds parameters on the client: multi-statement
+    strings, one round trip each. ``bound`` (None where the connection keeps no prepared
+    statements) opens one that binds them on the server, so psycopg prepares its single
+    statements, and ``pipeline`` sends several of them in one round trip.
+    """
+
+    __slots__ = ("bound", "client", "pipeline")
+
+    def __init__(self, client: Cursors, bound: Cursors | None = None,
+                 pipeline: Cursors | None = None) -> None:
+        if (bound is None) != (pipeline is None):
+            raise ValueError("a Wire that binds on the server needs its pipeline too")
+        self.client, self.bound, self.pipeline = client, bound, pipeline
+
+    def single(self) -> AbstractContextManager[Any]:
+        """A cursor for one statement: prepared where the connection allows."""
+        return (self.bound or self.client)()
 
 
 class LockedRow:
@@ -221,7 +260,7 @@ def write(cursor: Any, job_id: str, row: LockedRow, state: StateRecord, *,
     return applied, found, row.after(state.name, applied.sequence, update)
 
 
-def write_if_unchanged(cursor: Any, job_id: str, seen: LockedRow, state: StateRecord, *,
+def write_if_unchanged(wire: Wire, job_id: str, seen: LockedRow, state: StateRecord, *,
                        expected: Collection[str] | None, holder: str | None,
                        changes: Mapping[str, Any], take_lock: float | None,
                        release_lock: bool, continuations: bool, durable: bool
@@ -251,31 +290,58 @@ def write_if_unchanged(cursor: Any, job_id: str, seen: LockedRow, state: StateRe
         where += " AND lock_acquired IS NOT DISTINCT FROM %s"  # kept as it was
         params.append(seen.lock_acquired)
     params += _state_params(job_id, applied)[1:]
-    # One string without BEGIN/COMMIT: PostgreSQL runs its statements as one implicit
-    # transaction (SET LOCAL included), and a failed one leaves no transaction open.
-    sql = (
-        ("" if durable else "SET LOCAL synchronous_commit TO OFF; ")
-        + f'WITH moved AS (UPDATE "{JOB}" SET {assignments} WHERE {where} RETURNING id) '
-        f'INSERT INTO "{STATE}" (job_id, sequence, name, elected, reason, data) '
-        "SELECT id, %s, %s, %s, %s, %s::jsonb FROM moved"
-    )
-    if continuations:  # a statement of its own: its snapshot starts after the lock
-        sql += "; " + _CONTINUATIONS_SQL
-        params.append(job_id)
-    cursor.execute(sql, params)
-    if not durable:
-        cursor.nextset()
-    if cursor.rowcount != 1:  # moved since: nothing was written
+    write = (f'moved AS (UPDATE "{JOB}" SET {assignments} WHERE {where} RETURNING id) '
+             f'INSERT INTO "{STATE}" (job_id, sequence, name, elected, reason, data) '
+             "SELECT id, %s, %s, %s, %s, %s::jsonb FROM moved")
+    # The continuations are read by a statement of their own, in the same implicit
+    # transaction: its snapshot starts after the row lock is held.
+    if wire.bound is None:  # one string; SET LOCAL is read at its commit
+        sql = ("" if durable else "SET LOCAL synchronous_commit TO OFF; ") + "WITH " + write
+        if continuations:
+            sql += "; " + _CONTINUATIONS_SQL
+            params.append(job_id)
+        with wire.client() as cursor:
+            cursor.execute(sql, params)
+            if not durable:
+                cursor.nextset()
+            moved, found = cursor.rowcount == 1, []
+            if moved and continuations:
+                cursor.nextset()
+                found = _continuations(cursor)
+    else:  # one statement each (prepared), SET LOCAL as set_config(..., true)
+        sql = "WITH " + write if durable else (
+            "WITH fast AS (SELECT set_config('synchronous_commit', 'off', true)), "
+            + write + ", fast")
+        with wire.bound() as cursor:
+            if continuations:
+                with wire.bound() as reader:
+                    try:
+                        with wire.pipeline():  # one round trip
+                            cursor.execute(sql, params)
+                            reader.execute(_CONTINUATIONS_SQL, [job_id])
+                    except BaseException:
+                        _forget_prepared(wire)
+                        raise
+                    found = _continuations(reader)
+            else:
+                cursor.execute(sql, params)
+                found = []
+            moved = cursor.rowcount == 1
+    if not moved:  # moved since: nothing was written
         return None
-    found: list[ContinuationRecord] = []
-    if continuations:
-        cursor.nextset()
-        found = _continuations(cursor)
     after = seen.after(state.name, applied.sequence, update)
     return Transition(seen.state, applied, tuple(found)), after
 
 
-def transition(cursor: Any, job_id: str, state: StateRecord, *,
+def _forget_prepared(wire: Wire) -> None:
+    """After a pipeline failed: psycopg (3.3) may hold a statement as prepared whose
+    Parse the failure skipped, and every later use of it would fail. DEALLOCATE ALL
+    makes it forget them all (and the server too); they are prepared again."""
+    with contextlib.suppress(Exception), wire.client() as cursor:  # a broken connection
+        cursor.execute("DEALLOCATE ALL")
+
+
+def transition(wire: Wire, job_id: str, state: StateRecord, *,
                expected: Collection[str] | None, holder: str | None,
                changes: Mapping[str, Any], take_lock: float | None, release_lock: bool,
                continuations: bool, durable: bool, seen: Seen | None = None) -> Transition:
@@ -284,24 +350,25 @@ def transition(cursor: Any, job_id: str, state: StateRecord, *,
     known = seen.take(job_id) if seen is not None else None
     if known is not None:
         done = write_if_unchanged(
-            cursor, job_id, known, state, expected=expected, holder=holder, changes=changes,
+            wire, job_id, known, state, expected=expected, holder=holder, changes=changes,
             take_lock=take_lock, release_lock=release_lock, continuations=continuations,
             durable=durable)
         if done is not None:
             seen.remember(job_id, done[1])
             return done[0]
-    row = lock_row(cursor, job_id, durable)
-    try:
-        if row is None:
-            raise JobNotFound(f"no job {job_id}")
-        check_transition(job_id, row, state, expected, holder)
-        applied, found, after = write(cursor, job_id, row, state, holder=holder,
-                                      changes=changes, take_lock=take_lock,
-                                      release_lock=release_lock, continuations=continuations)
-    except BaseException:
-        with contextlib.suppress(Exception):  # a broken connection rolls back too
-            rollback(cursor)
-        raise
+    with wire.client() as cursor:
+        row = lock_row(cursor, job_id, durable)
+        try:
+            if row is None:
+                raise JobNotFound(f"no job {job_id}")
+            check_transition(job_id, row, state, expected, holder)
+            applied, found, after = write(
+                cursor, job_id, row, state, holder=holder, changes=changes,
+                take_lock=take_lock, release_lock=release_lock, continuations=continuations)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection rolls back too
+                rollback(cursor)
+            raise
     if seen is not None:
         seen.remember(job_id, after)
     return Transition(row.state, applied, tuple(found))

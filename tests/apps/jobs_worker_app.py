@@ -53,6 +53,7 @@ if os.environ.get("BGP_TEST_SQL_COUNTER"):
 
     import redis as _redis
     from django.db.backends.signals import connection_created
+    from psycopg import ClientCursor as _ClientCursor
 
     _url, _, _key = os.environ["BGP_TEST_SQL_COUNTER"].partition("#")
     _counts = _redis.Redis.from_url(_url)
@@ -67,6 +68,9 @@ if os.environ.get("BGP_TEST_SQL_COUNTER"):
     def _count(execute, sql, params, many, context):
         for job_id in set(_ids(params)):
             _counts.hincrby(_key, job_id, 1)
+            binds = "client" if isinstance(context["cursor"].cursor, _ClientCursor) \
+                else "server"
+            _counts.hset(_key, f"binding:{binds}", 1)  # where the parameters were bound
         return execute(sql, params, many, context)
 
     def _instrument(sender, connection, **_):

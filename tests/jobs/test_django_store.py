@@ -324,6 +324,59 @@ def test_an_alias_with_server_side_binding_keeps_the_one_statement_path(monkeypa
 
 
 @django_db_mark("default")
+def test_an_alias_that_prepares_statements_prepares_the_workers_and_survives_a_failure(
+        monkeypatch):
+    """docs/jobs.rst, "Prepared statements": with Django's ``OPTIONS["prepare_threshold"]``
+    the worker's statements are prepared on its kept connection (PostgreSQL lists them),
+    a job still costs three round trips there, and a write that fails while psycopg is
+    preparing a statement leaves the connection usable (psycopg 3.3 would otherwise hold
+    a statement as prepared whose Parse the failure skipped)."""
+    from celery_bgp.contrib.django import kept
+    from tests.jobs.test_row_versions import statements
+
+    require_database("default")
+    django = connections["default"]
+    options = {**django.settings_dict.get("OPTIONS", {}), "prepare_threshold": 1}
+    monkeypatch.setitem(django.settings_dict, "OPTIONS", options)
+    django.close()
+    store = DjangoJobStore("default")
+
+    def run(job_id, **final):
+        store.get(job_id)
+        store.transition(job_id, StateRecord("Executing", at(1)), expected={"Enqueued"},
+                         holder="w/1", take_lock=60, durable=False, continuations=False)
+        return store.transition(job_id, StateRecord("Succeeded", at(2)),
+                                expected={"Executing"}, holder="w/1", release_lock=True,
+                                **final)
+
+    try:
+        with store.session():
+            run(make_job(store))  # each statement run once: prepared from the second
+            job_id = make_job(store)
+            with statements() as sent:
+                run(job_id)
+            assert len(sent) == 3, sent
+            with kept.connection("default").cursor() as cursor:
+                cursor.execute("SELECT statement FROM pg_prepared_statements")
+                prepared = [row[0] for row in cursor.fetchall()]
+            assert any(q.startswith('SELECT "id"') for q in prepared), prepared
+            assert any("celery_bgp_continuation" in q for q in prepared), prepared
+            assert sum(q.startswith("WITH") for q in prepared) >= 2, prepared
+            kept.discard("default")  # a new connection: nothing prepared yet
+            run(make_job(store))  # each statement run once
+            failing = make_job(store)
+            with pytest.raises(Exception):  # noqa: B017 - the column refuses the value
+                run(failing, changes={"attempt": "x" * 9})  # the read is prepared here
+            assert store.transition(failing, StateRecord("Succeeded", at(3)),
+                                    expected={"Executing"}, holder="w/1",
+                                    release_lock=True).applied.sequence == 3
+            run(make_job(store))
+    finally:
+        kept.close_all()
+        django.close()
+
+
+@django_db_mark("default")
 def test_a_job_created_in_the_callers_transaction_is_one_insert_in_a_savepoint():
     """docs/jobs.rst, "The Django store's writes": inside your ``transaction.atomic()``
     a new job is one insert string in a savepoint of your transaction: it commits or

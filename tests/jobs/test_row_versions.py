@@ -35,26 +35,39 @@ from celery_bgp.jobs.store import JobNotFound, StateConflict
 from .conftest import STORE_FACTORIES, STORE_MARKS
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-PG_STORES = [pytest.param(name, marks=STORE_MARKS.get(name, ())) for name in ("django",
-                                                                              "sqlalchemy")]
+#: The SQL stores on PostgreSQL; the Django store also with psycopg preparing its
+#: statements (Django leaves it off unless ``OPTIONS["prepare_threshold"]`` is set).
+PG_STORES = [pytest.param(name, marks=STORE_MARKS.get(name.split("-")[0], ()))
+             for name in ("django", "django-prepared", "sqlalchemy")]
 
 
 @pytest.fixture(params=PG_STORES)
-def store_factory(request):
+def store_factory(request, monkeypatch):
     """Makes stores of one kind on one PostgreSQL database (each its own memory)."""
+    kind, _, variant = request.param.partition("-")
     made = []
+    if variant == "prepared":  # Django's option, on the alias the store uses
+        from django.db import connections
+
+        django = connections["default"]
+        options = {**django.settings_dict.get("OPTIONS", {}), "prepare_threshold": 0}
+        monkeypatch.setitem(django.settings_dict, "OPTIONS", options)
+        django.close()  # connects again with the option
 
     def make():
-        made.append(STORE_FACTORIES[request.param](request))
+        made.append(STORE_FACTORIES[kind](request))
         return made[-1]
 
     yield make
     for store in made:
         store.close()
-    if request.param == "django":  # a worker session's kept connection
+    if kind == "django":  # a worker session's kept connection
+        from django.db import connections
+
         from celery_bgp.contrib.django import kept
 
         kept.close_all()
+        connections["default"].close()
 
 
 def new_job(store, state="Enqueued", job_id=None, environment="default") -> str:
@@ -67,25 +80,41 @@ def new_job(store, state="Enqueued", job_id=None, environment="default") -> str:
 
 @contextlib.contextmanager
 def statements(literal: bool = False):
-    """Counts the statement strings sent (each one round trip: autocommit, BEGIN and
-    COMMIT inside the string); ``literal``: as sent, the parameters bound in."""
+    """Counts the round trips sent: each statement string (autocommit, BEGIN and COMMIT
+    inside the string), or the statements of one psycopg pipeline, joined by "; ";
+    ``literal``: as sent, the parameters bound in."""
     sent = []
+    pipelined: list[list[str]] = []
     originals = {cls: cls.execute for cls in (psycopg.Cursor, psycopg.ClientCursor)}
+    original_pipeline = psycopg.Connection.pipeline
 
     def counting(original):
         def execute(self, query, params=None, *args, **kwargs):
-            sent.append(self.mogrify(query, params) if literal and params is not None
-                        and isinstance(self, psycopg.ClientCursor) else str(query))
+            text = str(query)
+            if literal and params is not None:
+                text = psycopg.ClientCursor(self.connection).mogrify(query, params)
+            (pipelined[-1] if pipelined else sent).append(text)
             return original(self, query, params, *args, **kwargs)
         return execute
 
+    @contextlib.contextmanager
+    def pipeline(self):
+        pipelined.append([])
+        try:
+            with original_pipeline(self) as done:
+                yield done
+        finally:
+            sent.append("; ".join(pipelined.pop()))
+
     for cls, original in originals.items():
         cls.execute = counting(original)
+    psycopg.Connection.pipeline = pipeline
     try:
         yield sent
     finally:
         for cls, original in originals.items():
             cls.execute = original
+        psycopg.Connection.pipeline = original_pipeline
 
 
 def test_a_worker_reads_starts_and_finishes_a_job_in_three_round_trips(store_factory):
@@ -122,8 +151,8 @@ def test_the_one_trip_write_finds_the_row_by_its_key_whatever_the_backlog(store_
         with statements(literal=True) as sent:
             store.transition(ids[1000], StateRecord("Executing", T0), expected={"Enqueued"},
                              holder="w/1", take_lock=60, durable=False)
-        [write] = [q for q in sent if "WITH moved" in q]
-        write = write[write.index("WITH moved"):]
+        [write] = [q for q in sent if "moved AS" in q]
+        write = write[write.index("WITH "):]  # after SET LOCAL, if sent with it
         with psycopg.connect(_dsn(store), autocommit=True) as c:
             c.execute("BEGIN")
             plan = "\n".join(row[0] for row in c.execute("EXPLAIN " + write))

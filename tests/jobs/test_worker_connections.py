@@ -83,20 +83,24 @@ def test_a_kept_connection_the_server_dropped_costs_a_retry_not_the_job(env, wor
     assert [(job.state, job.result) for job in jobs] == [("Succeeded", i + 2) for i in range(6)]
 
 
-@pytest.mark.parametrize("server_side_binding", [False, True], ids=["client", "server"])
-def test_a_job_costs_its_worker_three_statements_seen_by_djangos_instrumentation(
-        env, server_side_binding):
+@pytest.mark.parametrize("options", ["client", "server", "prepared"])
+def test_a_job_costs_its_worker_three_round_trips_seen_by_djangos_instrumentation(
+        env, options):
     """docs/jobs.rst, "The Django store's writes": the worker reads its job with one
     ``SELECT`` and each of its two transitions is one more round trip, also on an alias
-    with ``OPTIONS["server_side_binding"]``. Counted in a real worker (fixup on) by an
-    execute wrapper that a ``connection_created`` receiver adds, as database
-    instrumentation does: the engine's own connection is one it sees."""
+    with ``OPTIONS["server_side_binding"]``, and with ``OPTIONS["prepare_threshold"]``
+    (where the final write and its continuations read are two prepared statements in one
+    pipeline). Counted in a real worker (fixup on) by an execute wrapper that a
+    ``connection_created`` receiver adds, as database instrumentation does: the engine's
+    own connection is one it sees."""
     import redis
 
     key = f"bgp-test-sql-{uuid.uuid4().hex}"
     env = {**env, "BGP_TEST_SQL_COUNTER": f"{env['BGP_TEST_BROKER']}#{key}"}
-    if server_side_binding:
+    if options == "server":
         env["BGP_TEST_SERVER_SIDE_BINDING"] = "1"
+    if options == "prepared":
+        env["BGP_TEST_PREPARE_THRESHOLD"] = "0"
     counts = redis.Redis.from_url(env["BGP_TEST_BROKER"], decode_responses=True)
     try:
         with WorkerProcess(APP, env, [env["BGP_TEST_QUEUE"]], concurrency=2) as running:
@@ -106,8 +110,13 @@ def test_a_job_costs_its_worker_three_statements_seen_by_djangos_instrumentation
             ids = [bgp.jobs.enqueue(J.add, i, 3) for i in range(20)]
             assert [bgp.jobs.wait(job_id).result for job_id in ids] == \
                 [i + 3 for i in range(20)], running.log()[-6000:]
-        assert counts.hget(key, "server_side_binding") == str(server_side_binding)
+        assert counts.hget(key, "server_side_binding") == str(options == "server")
+        # The store binds its multi-statement strings on the client whatever Django's
+        # cursors do, and its single statements on the server (prepared) where the
+        # alias lets psycopg prepare them.
+        binding = {f.partition(":")[2] for f in counts.hkeys(key) if f.startswith("binding:")}
+        assert binding == ({"server"} if options == "prepared" else {"client"})
         seen = {job_id: int(counts.hget(key, job_id) or 0) for job_id in ids}
-        assert seen == dict.fromkeys(ids, 3)
+        assert seen == dict.fromkeys(ids, 4 if options == "prepared" else 3)
     finally:
         counts.delete(key)

@@ -23,6 +23,8 @@ a caller's ``atomic()`` the ORM path runs.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from celery_bgp.jobs import pgwire
@@ -30,7 +32,7 @@ from celery_bgp.jobs import pgwire
 from .models import Job
 from .records import job_record
 
-__all__ = ["available", "cursor", "get", "in_transaction"]
+__all__ = ["available", "cursor", "get", "in_transaction", "wire"]
 
 
 def available(connection: Any) -> bool:
@@ -62,12 +64,19 @@ def cursor(connection: Any) -> Any:
     statement whose parameters are bound on the server. That is Django's cursor when
     the alias sets ``OPTIONS["server_side_binding"]``: there the cursor is a
     ``psycopg.ClientCursor`` on the same connection, wrapped as Django wraps its own
-    (execute wrappers, the debug query log, Django's exceptions), with the connection's
-    time zone, as Django's ``create_cursor`` sets it.
+    (:func:`_wrapped`).
     """
     if not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding"):
         return connection.cursor()
     import psycopg
+
+    return _wrapped(connection, psycopg.ClientCursor)
+
+
+def _wrapped(connection: Any, kind: type) -> Any:
+    """A psycopg cursor of ``kind`` on Django's connection, wrapped as Django wraps its
+    own (execute wrappers, the debug query log, Django's exceptions), with the
+    connection's time zone, as Django's ``create_cursor`` sets it."""
     from django.db.backends.postgresql.psycopg_any import register_tzloader
     from psycopg.pq import Format
 
@@ -76,13 +85,39 @@ def cursor(connection: Any) -> Any:
     connection.ensure_connection()
     connection.validate_thread_sharing()
     with connection.wrap_database_errors:
-        raw = psycopg.ClientCursor(connection.connection)
+        raw = kind(connection.connection)
         loader = connection.connection.adapters.get_loader(_TIMESTAMPTZ, Format.TEXT)
         if connection.timezone != loader.timezone:
             register_tzloader(connection.timezone, raw)
     if connection.queries_logged:
         return connection.make_debug_cursor(raw)
     return connection.make_cursor(raw)
+
+
+def wire(connection: Any) -> pgwire.Wire:
+    """How the store's statements reach ``connection`` (:class:`~celery_bgp.jobs.pgwire.Wire`):
+    single statements prepared where the alias lets psycopg prepare them (Django's
+    ``OPTIONS["prepare_threshold"]``; Django leaves it off for poolers in transaction
+    mode), multi-statement strings bound on the client."""
+    prepared = connection.settings_dict.get("OPTIONS", {}).get("prepare_threshold") \
+        is not None
+    made = getattr(connection, "_bgp_wire", None)
+    if made is None or (made.bound is not None) != prepared:  # made once per connection
+        made = pgwire.Wire(lambda: cursor(connection))
+        if prepared:
+            import psycopg
+
+            made = pgwire.Wire(made.client, lambda: _wrapped(connection, psycopg.Cursor),
+                               lambda: _pipeline(connection))
+        connection._bgp_wire = made
+    return made
+
+
+@contextlib.contextmanager
+def _pipeline(connection: Any) -> Iterator[None]:
+    """psycopg's pipeline on Django's connection, its errors raised as Django's."""
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
 
 
 _TIMESTAMPTZ = 1184  # the type's OID (psycopg.adapters.types["timestamptz"].oid)
@@ -110,7 +145,7 @@ class _Row:
 def get(connection: Any, job_id: str, seen: pgwire.Seen | None = None) -> Any:
     """The job's record, or None: one indexed read without the ORM. ``seen`` remembers
     the row's version for the next transition."""
-    with cursor(connection) as rows:
+    with wire(connection).single() as rows:
         rows.execute(_GET_SQL, [job_id])
         found = rows.fetchone()
     if not found:

@@ -316,11 +316,10 @@ class DjangoJobStore(RecurringRows, JobStore):
                        changes: dict[str, Any], take_lock: float | None, release_lock: bool,
                        continuations: bool, durable: bool) -> Transition:
         """:meth:`transition` in one or two round trips (see :mod:`.pgfast`), same checks."""
-        with pgfast.cursor(connection) as cursor:
-            return pgwire.transition(
-                cursor, job_id, state, expected=expected, holder=holder, changes=changes,
-                take_lock=take_lock, release_lock=release_lock, continuations=continuations,
-                durable=durable, seen=self._seen)
+        return pgwire.transition(
+            pgfast.wire(connection), job_id, state, expected=expected, holder=holder,
+            changes=changes, take_lock=take_lock, release_lock=release_lock,
+            continuations=continuations, durable=durable, seen=self._seen)
 
     # -- continuations -----------------------------------------------------------------
 

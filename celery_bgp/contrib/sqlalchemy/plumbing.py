@@ -93,13 +93,23 @@ class Plumbing:
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[Any]:
         """A psycopg client-side-binding cursor on an autocommit connection (hot path)."""
+        with self._wire() as wire, wire.client() as cursor:
+            yield cursor
+
+    @contextlib.contextmanager
+    def _wire(self) -> Iterator[pgwire.Wire]:
+        """The hot path's cursors on one autocommit connection: statements bound on the
+        client (:class:`celery_bgp.jobs.pgwire.Wire`), not prepared. psycopg's default
+        ``prepare_threshold`` (5, which SQLAlchemy keeps) would turn preparing on for
+        every Engine, behind a pooler in transaction mode too: that needs an opt-in of
+        its own, as Django's ``OPTIONS["prepare_threshold"]`` is for the Django store."""
         import psycopg
 
         assert self._fast is not None
         with self._fast.connect() as connection:
+            driver = connection.connection.driver_connection
             try:
-                with psycopg.ClientCursor(connection.connection.driver_connection) as cursor:
-                    yield cursor
+                yield pgwire.Wire(lambda: psycopg.ClientCursor(driver))
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 connection.invalidate()  # broken: the pool will not hand it out again
                 raise

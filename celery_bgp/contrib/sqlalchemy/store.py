@@ -133,7 +133,7 @@ class SQLAlchemyJobStore(RecurringRows, CommandEvents, JobStore):
 
     def get(self, job_id: str) -> JobRecord | None:
         if self._hot():
-            with self._cursor() as cursor:
+            with self._wire() as wire, wire.single() as cursor:
                 cursor.execute(pgwire.GET_SQL, [job_id])
                 found = cursor.fetchone()
             if not found:
@@ -179,9 +179,9 @@ class SQLAlchemyJobStore(RecurringRows, CommandEvents, JobStore):
                        holder: str | None, changes: dict[str, Any], take_lock: float | None,
                        release_lock: bool, continuations: bool, durable: bool) -> Transition:
         """:meth:`transition` in one or two round trips (:mod:`celery_bgp.jobs.pgwire`)."""
-        with self._cursor() as cursor:
+        with self._wire() as wire:
             return pgwire.transition(
-                cursor, job_id, state, expected=expected, holder=holder, changes=changes,
+                wire, job_id, state, expected=expected, holder=holder, changes=changes,
                 take_lock=take_lock, release_lock=release_lock, continuations=continuations,
                 durable=durable, seen=self._seen)
 
