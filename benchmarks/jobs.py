@@ -419,26 +419,41 @@ def heartbeats(bgp, meter: PgMeter, jobs: int = 20, beats: int = 10) -> tuple[in
 
 
 def round_trips(bgp) -> tuple[int, int]:
-    """psycopg statements one job costs: its creation, then what a worker does (read,
-    Executing with the lock, the final state releasing it). Each is one round trip:
-    the hot paths run in autocommit, BEGIN and COMMIT inside the statements."""
+    """SQL round trips one job costs: its creation, then what a worker does (read,
+    Executing with the lock, the final state releasing it). Each psycopg statement
+    string is one (the hot paths run in autocommit, BEGIN and COMMIT inside the
+    strings), and so is each psycopg pipeline (prepared statements sent together)."""
+    import contextlib
+
     import psycopg
 
     from benchmarks.jobs_app import add
     from celery_bgp.jobs.states import Executing, Succeeded
 
     bgp.jobs.store.get("warm-up")  # connect (and let the driver introspect) first
-    sent = [0]
+    sent, piped = [0], [0]
     originals = {cls: cls.execute for cls in (psycopg.Cursor, psycopg.ClientCursor)}
+    pipeline = psycopg.Connection.pipeline
 
     def counting(original):
         def execute(self, *a, **kw):
-            sent[0] += 1
+            sent[0] += not piped[0]
             return original(self, *a, **kw)
         return execute
 
+    @contextlib.contextmanager
+    def one_trip(self):
+        sent[0] += 1
+        piped[0] += 1
+        try:
+            with pipeline(self) as done:
+                yield done
+        finally:
+            piped[0] -= 1
+
     for cls, original in originals.items():
         cls.execute = counting(original)
+    psycopg.Connection.pipeline = one_trip
     try:
         bgp.jobs._publish = lambda job, when: None  # the broker is not what is counted
         job_id = bgp.jobs.enqueue(add, 1, 2)
@@ -455,6 +470,7 @@ def round_trips(bgp) -> tuple[int, int]:
     finally:
         for cls, original in originals.items():
             cls.execute = original
+        psycopg.Connection.pipeline = pipeline
 
 
 if __name__ == "__main__":

@@ -99,15 +99,24 @@ def _insert_sql(table: str, rows: Sequence[Mapping[str, Any]], params: list[Any]
         _values(row, params) for row in rows)
 
 
-def insert(cursor: Any, job: Mapping[str, Any], states: Sequence[Mapping[str, Any]],
+def insert(wire: Wire, job: Mapping[str, Any], states: Sequence[Mapping[str, Any]],
            properties: Sequence[Mapping[str, Any]]) -> None:
     """INSERT a job row, its first states and properties (column -> Python value, JSON
-    columns as Python data): one round trip, one implicit transaction."""
+    columns as Python data): one round trip, one implicit transaction. A string of
+    INSERTs, or where the connection prepares, one INSERT with the others as its
+    data-modifying CTEs (foreign keys are checked at the statement's end)."""
     params: list[Any] = []
     statements = [_insert_sql(JOB, [job], params), _insert_sql(STATE, states, params)]
     if properties:
         statements.append(_insert_sql(PROPERTY, properties, params))
-    cursor.execute("; ".join(statements), params)
+    if wire.bound is None:
+        with wire.client() as cursor:
+            cursor.execute("; ".join(statements), params)
+        return
+    *first, last = statements
+    sql = "WITH " + ", ".join(f"w{i} AS ({s})" for i, s in enumerate(first)) + " " + last
+    with wire.bound() as cursor:
+        cursor.execute(sql, params)
 
 
 Cursors = Callable[[], AbstractContextManager[Any]]

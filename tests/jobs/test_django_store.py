@@ -327,8 +327,9 @@ def test_an_alias_with_server_side_binding_keeps_the_one_statement_path(monkeypa
 def test_an_alias_that_prepares_statements_prepares_the_workers_and_survives_a_failure(
         monkeypatch):
     """docs/jobs.rst, "Prepared statements": with Django's ``OPTIONS["prepare_threshold"]``
-    the worker's statements are prepared on its kept connection (PostgreSQL lists them),
-    a job still costs three round trips there, and a write that fails while psycopg is
+    the worker's statements and the new job's insert are prepared (PostgreSQL lists
+    them), a job still costs three round trips there, a duplicate id is still
+    ``JobExists``, and a write that fails while psycopg is
     preparing a statement leaves the connection usable (psycopg 3.3 would otherwise hold
     a statement as prepared whose Parse the failure skipped)."""
     from celery_bgp.contrib.django import kept
@@ -361,7 +362,21 @@ def test_an_alias_that_prepares_statements_prepares_the_workers_and_survives_a_f
                 prepared = [row[0] for row in cursor.fetchall()]
             assert any(q.startswith('SELECT "id"') for q in prepared), prepared
             assert any("celery_bgp_continuation" in q for q in prepared), prepared
-            assert sum(q.startswith("WITH") for q in prepared) >= 2, prepared
+            assert sum(q.startswith("WITH moved") or q.startswith("WITH fast")
+                       for q in prepared) >= 2, prepared
+            # a new job: one INSERT, the job row and its first state as its CTEs
+            assert any(q.startswith('WITH w0 AS (INSERT INTO "celery_bgp_job"')
+                       for q in prepared), prepared
+            with pytest.raises(JobExists):
+                make_job(store, job_id=job_id)
+            assert store.get(job_id).state == "Succeeded"
+        with transaction.atomic():  # Django's connection, a savepoint of the caller's
+            inside = [make_job(store) for _ in range(3)]  # prepared from the second
+            with pytest.raises(JobExists):
+                make_job(store, job_id=inside[0])
+            inside.append(make_job(store))  # the caller's transaction goes on
+        assert [store.get(i).state for i in inside] == ["Enqueued"] * 4
+        with store.session():
             kept.discard("default")  # a new connection: nothing prepared yet
             run(make_job(store))  # each statement run once
             failing = make_job(store)

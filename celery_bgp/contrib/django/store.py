@@ -258,9 +258,8 @@ class DjangoJobStore(RecurringRows, JobStore):
                            [state_values(job.id, state, i)
                             for i, state in enumerate(history, 1)],
                            property_rows(job.id, properties or {}))
-                with contextlib.nullcontext() if fast is not None else self._atomic(), \
-                        pgfast.cursor(fast or self.connection) as cursor:
-                    pgwire.insert(cursor, *columns)
+                with contextlib.nullcontext() if fast is not None else self._atomic():
+                    pgwire.insert(pgfast.wire(fast or self.connection), *columns)
                 return
             props = _property_rows(job.id, properties or {})
             row = job_row(job, len(history))

@@ -91,12 +91,6 @@ class Plumbing:
         return self._begin()
 
     @contextlib.contextmanager
-    def _cursor(self) -> Iterator[Any]:
-        """A psycopg client-side-binding cursor on an autocommit connection (hot path)."""
-        with self._wire() as wire, wire.client() as cursor:
-            yield cursor
-
-    @contextlib.contextmanager
     def _wire(self) -> Iterator[pgwire.Wire]:
         """The hot path's cursors on one autocommit connection: statements bound on the
         client (:class:`celery_bgp.jobs.pgwire.Wire`), not prepared. psycopg's default

@@ -113,8 +113,8 @@ class SQLAlchemyJobStore(RecurringRows, CommandEvents, JobStore):
             import psycopg
 
             try:
-                with self._cursor() as cursor:
-                    pgwire.insert(cursor, row, states, props)
+                with self._wire() as wire:
+                    pgwire.insert(wire, row, states, props)
                 return
             except psycopg.IntegrityError as exc:
                 if self.get(new.id) is not None:
