@@ -26,14 +26,15 @@ decides an outcome. Used by the Django store
 (``contrib/django/pgfast.py``) and the SQLAlchemy store, only for their own
 transactions: inside a caller's transaction they take their general path.
 
-Where the connection may keep prepared statements (the Django store, when the alias
-sets Django's ``OPTIONS["prepare_threshold"]``), the worker's statements (the read and
-the one-round-trip writes) are single statements bound on the server, which psycopg
-prepares after that many runs, and a write with its continuations read is two of them
-in one round trip (psycopg's pipeline mode: one implicit transaction up to its Sync, as
-a multi-statement string is). PostgreSQL then skips parsing and planning them: its CPU
-per job halves (``benchmarks/job_statements.py``). Django leaves preparing off because a
-pooler in transaction mode (PgBouncer before 1.21) loses prepared statements between
+Where the connection may keep prepared statements (Django's
+``OPTIONS["prepare_threshold"]``, a ``db+`` URL's ``?prepare_threshold=``), a new job
+and the worker's statements (the read and the one-round-trip writes) are single
+statements bound on the server, which psycopg prepares after that many runs, and a
+write with its continuations read is two of them in one round trip (psycopg's pipeline
+mode: one implicit transaction up to its Sync, as a multi-statement string is).
+PostgreSQL then skips parsing and planning them: its CPU per job halves
+(``benchmarks/job_statements.py``). Preparing is off unless asked, as in Django, because
+a pooler in transaction mode (PgBouncer before 1.21) loses prepared statements between
 transactions; :class:`Wire` says which way a connection goes. psycopg forgets them at
 every ROLLBACK it sees (the locking path's refusals send one), so they are parsed again
 after it.

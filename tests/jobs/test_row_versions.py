@@ -35,10 +35,10 @@ from celery_bgp.jobs.store import JobNotFound, StateConflict
 from .conftest import STORE_FACTORIES, STORE_MARKS
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-#: The SQL stores on PostgreSQL; the Django store also with psycopg preparing its
-#: statements (Django leaves it off unless ``OPTIONS["prepare_threshold"]`` is set).
+#: The SQL stores on PostgreSQL, each also with psycopg preparing its statements (off
+#: unless Django's ``OPTIONS["prepare_threshold"]`` or the URL's ``?prepare_threshold=``).
 PG_STORES = [pytest.param(name, marks=STORE_MARKS.get(name.split("-")[0], ()))
-             for name in ("django", "django-prepared", "sqlalchemy")]
+             for name in ("django", "django-prepared", "sqlalchemy", "sqlalchemy-prepared")]
 
 
 @pytest.fixture(params=PG_STORES)
@@ -46,7 +46,7 @@ def store_factory(request, monkeypatch):
     """Makes stores of one kind on one PostgreSQL database (each its own memory)."""
     kind, _, variant = request.param.partition("-")
     made = []
-    if variant == "prepared":  # Django's option, on the alias the store uses
+    if variant == "prepared" and kind == "django":  # the option, on the store's alias
         from django.db import connections
 
         django = connections["default"]
@@ -55,7 +55,13 @@ def store_factory(request, monkeypatch):
         django.close()  # connects again with the option
 
     def make():
-        made.append(STORE_FACTORIES[kind](request))
+        if variant == "prepared" and kind == "sqlalchemy":
+            from celery_bgp.contrib.sqlalchemy import SQLAlchemyJobStore
+
+            url = request.getfixturevalue("sa_databases").url("postgresql")
+            made.append(SQLAlchemyJobStore(f"db+{url}?prepare_threshold=0"))
+        else:
+            made.append(STORE_FACTORIES[kind](request))
         return made[-1]
 
     yield make

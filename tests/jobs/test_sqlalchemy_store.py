@@ -154,3 +154,59 @@ def test_the_cli_migrates_then_lists_and_counts(tmp_path):
     bgp.jobs.store.transition(job_id, StateRecord("Enqueued", at(1)))
     assert [j["id"] for j in celery("jobs", "--all-environments")["jobs"]] == [job_id]
     assert celery("stats", "--all-environments")["states"] == {"Enqueued": 1}
+
+
+def test_a_db_url_prepares_nothing_unless_it_says_prepare_threshold(sa_databases):
+    """docs/jobs.rst, "Prepared statements": as Django, an Engine the store makes from a
+    ``db+postgresql://`` URL prepares nothing (a pooler in transaction mode loses
+    prepared statements); ``?prepare_threshold=N`` lets psycopg prepare, the store's hot
+    path included; a value that is not a number of runs is refused by name."""
+    url = sa_databases.url("postgresql")
+    for query, threshold in (("", None), ("?prepare_threshold=3", 3),
+                             ("?prepare_threshold=none", None)):
+        with engine_from_url(f"db+{url}{query}").connect() as connection:
+            assert connection.connection.driver_connection.prepare_threshold == threshold
+    with pytest.raises(ValueError, match="prepare_threshold='often'"):
+        engine_from_url(f"db+{url}?prepare_threshold=often")
+
+
+def test_with_prepare_threshold_the_hot_path_is_prepared_and_survives_a_failure(
+        sa_databases):
+    """docs/jobs.rst, "Prepared statements", on the SQLAlchemy store: a new job and the
+    worker's statements are prepared (PostgreSQL lists them), a job still costs one
+    round trip to create and three on its worker, and a write that fails while psycopg
+    is preparing a statement leaves the connection usable."""
+    from tests.jobs.test_row_versions import statements
+
+    engine = engine_from_url(f"db+{sa_databases.url('postgresql')}?prepare_threshold=1")
+    engine.dispose()  # a pool of its own for this test: one connection, reused
+    store = SQLAlchemyJobStore(engine)
+
+    def run(job_id, **final):
+        store.get(job_id)
+        store.transition(job_id, StateRecord("Executing", at(1)), expected={"Enqueued"},
+                         holder="w/1", take_lock=60, durable=False, continuations=False)
+        return store.transition(job_id, StateRecord("Succeeded", at(2)),
+                                expected={"Executing"}, holder="w/1", release_lock=True,
+                                **final)
+
+    run(make_job(store))  # each statement run once: prepared from the second
+    with statements() as sent:
+        job_id = make_job(store)
+        run(job_id)
+    assert len(sent) == 4, sent
+    with engine.connect() as connection:
+        prepared = [row[0] for row in connection.exec_driver_sql(
+            "SELECT statement FROM pg_prepared_statements")]
+        connection.rollback()
+    assert any(q.startswith('WITH w0 AS (INSERT INTO "celery_bgp_job"') for q in prepared)
+    assert any("celery_bgp_continuation" in q for q in prepared), prepared
+    engine.dispose()  # a new connection: nothing prepared yet
+    run(make_job(store))
+    failing = make_job(store)
+    with pytest.raises(Exception):  # noqa: B017 - the column refuses the value
+        run(failing, changes={"attempt": "x" * 9})  # the continuations read is prepared here
+    assert store.transition(failing, StateRecord("Succeeded", at(3)), expected={"Executing"},
+                            holder="w/1", release_lock=True).applied.sequence == 3
+    run(make_job(store))
+    assert store.get(failing).state == "Succeeded"

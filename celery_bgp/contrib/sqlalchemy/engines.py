@@ -2,8 +2,9 @@
 
 No driver named: psycopg 3 for PostgreSQL, PyMySQL for MySQL/MariaDB. MySQL/MariaDB
 sessions read committed (as Django's); SQLite waits up to 30 s for the write lock and
-enforces foreign keys. A forked child (a prefork pool process) drops the connections it
-inherited and opens its own.
+enforces foreign keys. psycopg prepares nothing unless the URL says
+``?prepare_threshold=N`` (as Django's ``OPTIONS``). A forked child (a prefork pool
+process) drops the connections it inherited and opens its own.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def engine_from_url(url: str) -> Engine:
 
     No driver named: psycopg 3 for PostgreSQL, PyMySQL for MySQL/MariaDB. MySQL/MariaDB
     sessions read committed (as Django's); SQLite waits up to 30 s for the write lock
-    and enforces foreign keys.
+    and enforces foreign keys. With psycopg, ``?prepare_threshold=N`` lets it prepare a
+    statement run N times (the store's hot path among them); without it, nothing is.
     """
     plain = url[3:] if url.startswith("db+") else url
     with _engines_lock:
@@ -47,6 +49,12 @@ def engine_from_url(url: str) -> Engine:
             name = "postgresql" if backend == "postgres" else backend
             parsed = parsed.set(drivername=f"{name}+{DEFAULT_DRIVERS[backend]}")
         options: dict[str, Any] = {"pool_pre_ping": False}
+        if backend in ("postgresql", "postgres") and parsed.get_driver_name() == "psycopg":
+            # As Django: nothing prepared unless asked (a pooler in transaction mode
+            # loses prepared statements); ``?prepare_threshold=N`` asks.
+            threshold = _prepare_threshold(parsed.query.get("prepare_threshold"))
+            parsed = parsed.difference_update_query(["prepare_threshold"])
+            options["connect_args"] = {"prepare_threshold": threshold}
         if backend in MYSQL:
             options["isolation_level"] = "READ COMMITTED"
         if backend == "sqlite":
@@ -57,6 +65,20 @@ def engine_from_url(url: str) -> Engine:
         _engines[plain] = engine
         _all_engines.add(engine)
         return engine
+
+
+def _prepare_threshold(value: Any) -> int | None:
+    """psycopg's ``prepare_threshold`` from a URL's query (a string, or None)."""
+    if value is None or str(value).lower() in ("", "none"):
+        return None
+    try:
+        threshold = int(value)
+    except (TypeError, ValueError):
+        threshold = -1
+    if threshold < 0:
+        raise ValueError(f"prepare_threshold={value!r} in the job store URL: a whole "
+                         "number of runs after which psycopg prepares a statement, or none")
+    return threshold
 
 
 def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:

@@ -92,18 +92,22 @@ class Plumbing:
 
     @contextlib.contextmanager
     def _wire(self) -> Iterator[pgwire.Wire]:
-        """The hot path's cursors on one autocommit connection: statements bound on the
-        client (:class:`celery_bgp.jobs.pgwire.Wire`), not prepared. psycopg's default
-        ``prepare_threshold`` (5, which SQLAlchemy keeps) would turn preparing on for
-        every Engine, behind a pooler in transaction mode too: that needs an opt-in of
-        its own, as Django's ``OPTIONS["prepare_threshold"]`` is for the Django store."""
+        """The hot path's cursors on one autocommit connection
+        (:class:`celery_bgp.jobs.pgwire.Wire`): single statements prepared where psycopg
+        prepares on it (its ``prepare_threshold``: ``?prepare_threshold=N`` in a ``db+``
+        URL, psycopg's default 5 in an Engine of yours unless its ``connect_args`` say
+        None), multi-statement strings bound on the client."""
         import psycopg
 
         assert self._fast is not None
         with self._fast.connect() as connection:
             driver = connection.connection.driver_connection
             try:
-                yield pgwire.Wire(lambda: psycopg.ClientCursor(driver))
+                if driver.prepare_threshold is None:
+                    yield pgwire.Wire(lambda: psycopg.ClientCursor(driver))
+                else:
+                    yield pgwire.Wire(lambda: psycopg.ClientCursor(driver),
+                                      lambda: psycopg.Cursor(driver), driver.pipeline)
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 connection.invalidate()  # broken: the pool will not hand it out again
                 raise
