@@ -227,6 +227,9 @@ def main() -> None:
     parser.add_argument("--store", help="also the SQLAlchemy store: db+postgresql://...")
     parser.add_argument("--db", default=DB, help="PostgreSQL database (dropped, made anew)")
     parser.add_argument("--no-procrastinate", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="the Celery worker's prefork children (default 2, one per core "
+                             "here; procrastinate runs 2 workers of concurrency 2)")
     parser.add_argument("--prepare-threshold", type=int, metavar="N",
                         help="Django's OPTIONS[\"prepare_threshold\"] on the alias: the "
                              "job store's worker statements are prepared")
@@ -266,7 +269,7 @@ def main() -> None:
         for proc in procrastinate.workers:
             PROCESSES.watch("procrastinate", proc.pid)
     with WorkerProcess("benchmarks.jobs_app", worker_env, ["bench-jobs"],
-                       concurrency=2) as worker:
+                       concurrency=args.concurrency) as worker:
         PROCESSES.watch("worker", worker.proc.pid)
         for _ in range(args.rounds):
             TaskResult.objects.all().delete()
@@ -300,7 +303,8 @@ def main() -> None:
                        for f in Run.__dataclass_fields__))
            for name, rows in runs.items() if rows}
     fixup = "off" if args.no_django_fixup else "on (DJANGO_SETTINGS_MODULE set)"
-    print(f"\nN={args.n}, {args.rounds} rounds, median; Celery: worker prefork -c 2, Redis, "
+    print(f"\nN={args.n}, {args.rounds} rounds, median; Celery: worker prefork "
+          f"-c {args.concurrency}, Redis, "
           f"Django fixup {fixup}; procrastinate: 2 workers -c 2; one PostgreSQL database"
           + ("" if args.prepare_threshold is None
              else f"; OPTIONS prepare_threshold {args.prepare_threshold}"))
