@@ -76,6 +76,31 @@ _LOCK_SQL = (
 )
 
 
+Cursors = Callable[[], AbstractContextManager[Any]]
+
+
+class Wire:
+    """How one store's hot-path statements reach one psycopg connection.
+
+    ``client`` opens a cursor that binds parameters on the client: multi-statement
+    strings, one round trip each. ``bound`` (None where the connection keeps no prepared
+    statements) opens one that binds them on the server, so psycopg prepares its single
+    statements, and ``pipeline`` sends several of them in one round trip.
+    """
+
+    __slots__ = ("bound", "client", "pipeline")
+
+    def __init__(self, client: Cursors, bound: Cursors | None = None,
+                 pipeline: Cursors | None = None) -> None:
+        if (bound is None) != (pipeline is None):
+            raise ValueError("a Wire that binds on the server needs its pipeline too")
+        self.client, self.bound, self.pipeline = client, bound, pipeline
+
+    def single(self) -> AbstractContextManager[Any]:
+        """A cursor for one statement: prepared where the connection allows."""
+        return (self.bound or self.client)()
+
+
 def _column(name: str) -> str:
     return "life_order" if name == "order" else name
 
@@ -118,31 +143,6 @@ def insert(wire: Wire, job: Mapping[str, Any], states: Sequence[Mapping[str, Any
     sql = "WITH " + ", ".join(f"w{i} AS ({s})" for i, s in enumerate(first)) + " " + last
     with wire.bound() as cursor:
         cursor.execute(sql, params)
-
-
-Cursors = Callable[[], AbstractContextManager[Any]]
-
-
-class Wire:
-    """How one store's hot-path statements reach one psycopg connection.
-
-    ``client`` opens a cursor that binds parameters on the client: multi-statement
-    strings, one round trip each. ``bound`` (None where the connection keeps no prepared
-    statements) opens one that binds them on the server, so psycopg prepares its single
-    statements, and ``pipeline`` sends several of them in one round trip.
-    """
-
-    __slots__ = ("bound", "client", "pipeline")
-
-    def __init__(self, client: Cursors, bound: Cursors | None = None,
-                 pipeline: Cursors | None = None) -> None:
-        if (bound is None) != (pipeline is None):
-            raise ValueError("a Wire that binds on the server needs its pipeline too")
-        self.client, self.bound, self.pipeline = client, bound, pipeline
-
-    def single(self) -> AbstractContextManager[Any]:
-        """A cursor for one statement: prepared where the connection allows."""
-        return (self.bound or self.client)()
 
 
 class LockedRow:

@@ -342,7 +342,7 @@ def test_an_alias_that_prepares_statements_prepares_the_workers_and_survives_a_f
     django.close()
     store = DjangoJobStore("default")
 
-    def run(job_id, **final):
+    def run(job_id, **final):  # the continuations read once per job: in the final write
         store.get(job_id)
         store.transition(job_id, StateRecord("Executing", at(1)), expected={"Enqueued"},
                          holder="w/1", take_lock=60, durable=False, continuations=False)
@@ -381,7 +381,8 @@ def test_an_alias_that_prepares_statements_prepares_the_workers_and_survives_a_f
             run(make_job(store))  # each statement run once
             failing = make_job(store)
             with pytest.raises(Exception):  # noqa: B017 - the column refuses the value
-                run(failing, changes={"attempt": "x" * 9})  # the read is prepared here
+                # the continuations read's second run: psycopg prepares it in this pipeline
+                run(failing, changes={"attempt": "x" * 9})
             assert store.transition(failing, StateRecord("Succeeded", at(3)),
                                     expected={"Executing"}, holder="w/1",
                                     release_lock=True).applied.sequence == 3

@@ -182,7 +182,7 @@ def test_with_prepare_threshold_the_hot_path_is_prepared_and_survives_a_failure(
     engine.dispose()  # a pool of its own for this test: one connection, reused
     store = SQLAlchemyJobStore(engine)
 
-    def run(job_id, **final):
+    def run(job_id, **final):  # the continuations read once per job: in the final write
         store.get(job_id)
         store.transition(job_id, StateRecord("Executing", at(1)), expected={"Enqueued"},
                          holder="w/1", take_lock=60, durable=False, continuations=False)
@@ -205,7 +205,7 @@ def test_with_prepare_threshold_the_hot_path_is_prepared_and_survives_a_failure(
     run(make_job(store))
     failing = make_job(store)
     with pytest.raises(Exception):  # noqa: B017 - the column refuses the value
-        run(failing, changes={"attempt": "x" * 9})  # the continuations read is prepared here
+        run(failing, changes={"attempt": "x" * 9})  # its 2nd run: prepared in this pipeline
     assert store.transition(failing, StateRecord("Succeeded", at(3)), expected={"Executing"},
                             holder="w/1", release_lock=True).applied.sequence == 3
     run(make_job(store))
