@@ -20,6 +20,7 @@ messages: the queue is the benchmark's own. ``--prepare-threshold N`` sets Djang
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -41,6 +42,8 @@ def main() -> None:
     args = parser.parse_args()
     import psutil
 
+    if args.prepare_threshold is not None:  # read by benchmarks.jobs_app's settings
+        os.environ["BGP_BENCH_PREPARE_THRESHOLD"] = str(args.prepare_threshold)
     with own_database(args.db):
         from django.core.management import call_command
         from django.db import connection, transaction
@@ -49,10 +52,6 @@ def main() -> None:
         from benchmarks.jobs_app import add, bgp, plain_add
 
         call_command("migrate", verbosity=0)
-        if args.prepare_threshold is not None:
-            connection.settings_dict.setdefault("OPTIONS", {})["prepare_threshold"] = \
-                args.prepare_threshold
-            connection.close()  # connects again with the option
 
         def in_atomic(i: int) -> None:
             with transaction.atomic():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 import types
@@ -44,8 +45,11 @@ def main() -> None:
     import psutil
     import psycopg
 
+    if args.prepare_threshold is not None:  # read by benchmarks.jobs_app's settings
+        os.environ["BGP_BENCH_PREPARE_THRESHOLD"] = str(args.prepare_threshold)
     with own_database(args.db):
         from django.core.management import call_command
+        from django.db import connections
 
         from benchmarks import private_redis  # noqa: F401  (the app's broker URL)
         from benchmarks.jobs_app import add, bgp
@@ -53,14 +57,9 @@ def main() -> None:
         from celery_bgp.jobs.runner import run_job
 
         call_command("migrate", verbosity=0)
-        from django.db import connections
-
-        options = connections["default"].settings_dict.setdefault("OPTIONS", {})
         if args.server_side_binding:
-            options["server_side_binding"] = True
-        if args.prepare_threshold is not None:
-            options["prepare_threshold"] = args.prepare_threshold
-        connections["default"].close()  # connects again with the options
+            connections["default"].settings_dict["OPTIONS"]["server_side_binding"] = True
+            connections["default"].close()  # connects again with the option's cursors
         bgp.jobs._publish = lambda job, when: None  # no broker: only the SQL is measured
         store = bgp.jobs.store
         warm = 200

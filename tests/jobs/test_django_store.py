@@ -4,6 +4,7 @@ Each test runs on PostgreSQL, MariaDB and SQLite (``tests.helpers.databases``).
 """
 from __future__ import annotations
 
+import functools
 import io
 import multiprocessing
 import random
@@ -21,7 +22,7 @@ from celery_bgp.jobs.model import StateRecord
 from celery_bgp.jobs.query import JobQuery, P, Q
 from celery_bgp.jobs.store import JobExists, JobStoreEvents
 from tests.helpers.databases import alias_params, django_db_mark, require_database
-from tests.jobs.test_store_contract import at, make_job
+from tests.jobs.test_store_contract import at, make_job, run_as_worker
 
 pytestmark = pytest.mark.integration
 S = EventStatus
@@ -342,13 +343,7 @@ def test_an_alias_that_prepares_statements_prepares_the_workers_and_survives_a_f
     django.close()
     store = DjangoJobStore("default")
 
-    def run(job_id, **final):  # the continuations read once per job: in the final write
-        store.get(job_id)
-        store.transition(job_id, StateRecord("Executing", at(1)), expected={"Enqueued"},
-                         holder="w/1", take_lock=60, durable=False, continuations=False)
-        return store.transition(job_id, StateRecord("Succeeded", at(2)),
-                                expected={"Executing"}, holder="w/1", release_lock=True,
-                                **final)
+    run = functools.partial(run_as_worker, store)
 
     try:
         with store.session():

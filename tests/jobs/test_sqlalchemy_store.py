@@ -6,6 +6,7 @@ The store contract itself runs in ``test_store_contract.py`` / ``test_store_edge
 """
 from __future__ import annotations
 
+import functools
 import uuid
 
 import pytest
@@ -22,7 +23,7 @@ from celery_bgp.jobs.store import StateConflict
 from celery_bgp.jobs.stores import check_job_store, resolve_job_store
 from tests.apps import jobs as J
 from tests.helpers.sqlalchemy_databases import SA_DATABASES
-from tests.jobs.test_store_contract import at, make_job
+from tests.jobs.test_store_contract import at, make_job, run_as_worker
 
 pytestmark = pytest.mark.integration
 KINDS = sorted(set(SA_DATABASES.values()))
@@ -182,13 +183,7 @@ def test_with_prepare_threshold_the_hot_path_is_prepared_and_survives_a_failure(
     engine.dispose()  # a pool of its own for this test: one connection, reused
     store = SQLAlchemyJobStore(engine)
 
-    def run(job_id, **final):  # the continuations read once per job: in the final write
-        store.get(job_id)
-        store.transition(job_id, StateRecord("Executing", at(1)), expected={"Enqueued"},
-                         holder="w/1", take_lock=60, durable=False, continuations=False)
-        return store.transition(job_id, StateRecord("Succeeded", at(2)),
-                                expected={"Executing"}, holder="w/1", release_lock=True,
-                                **final)
+    run = functools.partial(run_as_worker, store)
 
     run(make_job(store))  # each statement run once: prepared from the second
     with statements() as sent:

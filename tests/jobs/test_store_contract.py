@@ -34,6 +34,17 @@ def make_job(store, state="Enqueued", *, queue="default", priority=2, name="app.
     return job_id
 
 
+def run_as_worker(store, job_id, **final):
+    """A worker's store calls for one job: read, Executing with the lock, the final state
+    releasing it (``final``: more arguments for that write). Executing asks for no
+    continuations, so their read runs once per job, in the final write."""
+    store.get(job_id)
+    store.transition(job_id, StateRecord("Executing", at(1)), expected={"Enqueued"},
+                     holder="w/1", take_lock=60, durable=False, continuations=False)
+    return store.transition(job_id, StateRecord("Succeeded", at(2)), expected={"Executing"},
+                            holder="w/1", release_lock=True, **final)
+
+
 def test_create_get_and_history(job_store):
     job_id = make_job(job_store, properties={"tenant": "acme"})
     job = job_store.get(job_id)
