@@ -20,7 +20,6 @@ messages: the queue is the benchmark's own. ``--prepare-threshold N`` sets Djang
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -28,30 +27,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.scratch_db import own_database  # noqa: E402
+from benchmarks.scratch_db import add_options, app_database  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--db", default="bgp_bench_enqueue",
-                        help="PostgreSQL database (dropped, made anew)")
-    parser.add_argument("--prepare-threshold", type=int, metavar="N",
-                        help="Django's OPTIONS[\"prepare_threshold\"] on the alias")
+    add_options(parser, "bgp_bench_enqueue")
     args = parser.parse_args()
     import psutil
 
-    if args.prepare_threshold is not None:  # read by benchmarks.jobs_app's settings
-        os.environ["BGP_BENCH_PREPARE_THRESHOLD"] = str(args.prepare_threshold)
-    with own_database(args.db):
-        from django.core.management import call_command
+    with app_database(args):
         from django.db import connection, transaction
 
-        from benchmarks import private_redis  # noqa: F401  (the app's broker URL)
         from benchmarks.jobs_app import add, bgp, plain_add
-
-        call_command("migrate", verbosity=0)
 
         def in_atomic(i: int) -> None:
             with transaction.atomic():

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 import types
@@ -29,34 +28,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.scratch_db import ADMIN, own_database  # noqa: E402
+from benchmarks.scratch_db import ADMIN, add_options, app_database  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=3000)
-    parser.add_argument("--db", default="bgp_bench_statements",
-                        help="PostgreSQL database (dropped, made anew)")
+    add_options(parser, "bgp_bench_statements")
     parser.add_argument("--server-side-binding", action="store_true",
                         help='the alias binds parameters on the server (Django\'s OPTIONS)')
-    parser.add_argument("--prepare-threshold", type=int, metavar="N",
-                        help="Django's OPTIONS[\"prepare_threshold\"] on the alias")
     args = parser.parse_args()
     import psutil
     import psycopg
 
-    if args.prepare_threshold is not None:  # read by benchmarks.jobs_app's settings
-        os.environ["BGP_BENCH_PREPARE_THRESHOLD"] = str(args.prepare_threshold)
-    with own_database(args.db):
-        from django.core.management import call_command
+    with app_database(args):
         from django.db import connections
 
-        from benchmarks import private_redis  # noqa: F401  (the app's broker URL)
         from benchmarks.jobs_app import add, bgp
         from celery_bgp.contrib.django import kept
         from celery_bgp.jobs.runner import run_job
 
-        call_command("migrate", verbosity=0)
         if args.server_side_binding:
             connections["default"].settings_dict["OPTIONS"]["server_side_binding"] = True
             connections["default"].close()  # connects again with the option's cursors
