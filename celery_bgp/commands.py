@@ -340,7 +340,7 @@ def decode_command(command_type: type, payload: Any, *, task_id: str | None = No
     payload lacks takes its default (a newer worker reading an older payload); a
     required field it lacks is an error.
     """
-    if not isinstance(payload, Mapping):
+    if type(payload) is not dict and not isinstance(payload, Mapping):  # (the ABC check costs)
         raise InvalidCommand(f"payload for {command_name(command_type)} must be a JSON "
                              f"object, got {type(payload).__name__}")
     if task_id is not None:

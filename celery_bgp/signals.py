@@ -205,21 +205,22 @@ def _floor(request: Any) -> datetime | None:
     return floor
 
 
-def _facts(task: CommandTask, request: Any) -> tuple[Any, ...]:
+def _facts(task: CommandTask, request: Any) -> tuple[dict[str, Any], datetime | None]:
     """What every worker event of one request repeats, read and checked once per request
-    (a command records two events or more): id, name, worker, retries, requeues, floor."""
+    (a command records two events or more): the event's fields (id, name, worker, retries,
+    requeues, the rest at their defaults) and the floor of its timestamp."""
     facts = getattr(request, "_bgp_facts", None)
     if facts is None:
         command_id = request.id
         retries = getattr(request, "retries", 0)
         requeues = getattr(request, REQUEUES, None)
-        facts = (
-            command_id, task.command_name, getattr(request, "hostname", None),
-            retries if type(retries) is int and 0 <= retries <= MAX_COUNT
+        facts = (CommandEvent.fields_with(
+            command_id=command_id, command_name=task.command_name,
+            worker=getattr(request, "hostname", None),
+            retries=retries if type(retries) is int and 0 <= retries <= MAX_COUNT
             else header_count(retries, "retries", command_id),
-            0 if requeues is None else header_count(requeues, REQUEUES, command_id),
-            _floor(request),
-        )
+            requeues=0 if requeues is None else header_count(requeues, REQUEUES, command_id),
+        ), _floor(request))
         try:  # noqa: SIM105  (as in _floor)
             request._bgp_facts = facts
         except AttributeError:  # a request without a __dict__
@@ -228,15 +229,15 @@ def _facts(task: CommandTask, request: Any) -> tuple[Any, ...]:
 
 
 def _event(task: CommandTask, status: EventStatus, request: Any = None,
-           **fields: Any) -> CommandEvent:
+           command_id: str | None = None, **fields: Any) -> CommandEvent:
     request = request if request is not None else task.request
-    command_id, name, worker, retries, requeues, floor = _facts(task, request)
+    common, floor = _facts(task, request)
     now = datetime.now(timezone.utc)
-    return CommandEvent.trusted(
-        command_id=fields.pop("command_id", None) or command_id,
-        status=status,
-        timestamp=floor if floor is not None and floor > now else now,
-        command_name=name, worker=worker, retries=retries, requeues=requeues, **fields)
+    fields["status"] = status
+    fields["timestamp"] = floor if floor is not None and floor > now else now
+    if command_id:
+        fields["command_id"] = command_id
+    return CommandEvent.trusted_over(common, fields)
 
 
 def acks_late(task: Any) -> bool:

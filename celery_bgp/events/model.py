@@ -112,6 +112,21 @@ class CommandEvent:
         event.__dict__.update(values)
         return event
 
+    @staticmethod
+    def fields_with(**values: Any) -> dict[str, Any]:
+        """Every field's default, then ``values``: what :meth:`trusted_over` starts from."""
+        return {**_DEFAULTS, **values}
+
+    @classmethod
+    def trusted_over(cls, common: dict[str, Any], values: dict[str, Any]) -> CommandEvent:
+        """:meth:`trusted` from the fields that events of one request share
+        (:meth:`fields_with`, made once per request) and this event's own ``values``."""
+        event = object.__new__(cls)
+        fields = event.__dict__
+        fields.update(common)
+        fields.update(values)
+        return event
+
     @property
     def sort_key(self) -> tuple[int, int, datetime, int]:
         """Key for oldest-first order (requeue, attempt, time, stage); reverse for newest first."""

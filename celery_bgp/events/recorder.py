@@ -107,6 +107,7 @@ class EventRecorder:
         self._buffer: deque[CommandEvent] = deque()  # queued, not yet taken by the writer
         self._pending = 0  # queued or being written
         lock = threading.Lock()
+        self._lock = lock  # record() takes it bare: Condition.__enter__ is a Python call
         self._cond = threading.Condition(lock)  # waiters: flush() and wait_written()
         self._wake = threading.Condition(lock)  # waiter: the writer thread
         self._writer_waits = False  # the writer sleeps on _wake for the next batch
@@ -142,7 +143,7 @@ class EventRecorder:
                 self.stats.recorded += 1
             self._write([event], retry=False)
             return 0
-        with self._cond:
+        with self._lock:
             self.stats.recorded += 1
             if self._pending >= self.max_pending:
                 self._count_dropped(1, "the write queue is full", "write queue full")
