@@ -52,7 +52,6 @@ _instances: weakref.WeakValueDictionary[str, BackgroundProcessing] = (
 _connected = False
 _connect_lock = threading.Lock()
 _ONE_TICK = timedelta(microseconds=1)
-_UNSET: Any = object()
 #: Seconds a stopping worker waits for queued events (longer if the store is down).
 SHUTDOWN_FLUSH_TIMEOUT = 5.0
 #: A dispatch stamp further ahead of this process's clock is malformed, not skew.
@@ -191,30 +190,38 @@ def worker_timestamp(request: Any) -> datetime:
     return floor if floor is not None and floor > now else now
 
 
+#: First item of what the receivers keep on a Celery request between its events. A
+#: message's headers become attributes of its request too; no decoder makes this object,
+#: so a header named like a kept value (``_bgp_facts``, ``_bgp_floor``) is not taken for it.
+_KEPT: Any = object()
+
+
 def _floor(request: Any) -> datetime | None:
     """The earliest time a worker event of ``request`` may carry, parsed once per request."""
-    floor = getattr(request, "_bgp_floor", _UNSET)
-    if floor is _UNSET:
-        value = getattr(request, DISPATCHED_AT, None)
-        stamp = dispatch_stamp(value, getattr(request, "id", None)) if value is not None else None
-        floor = stamp + _ONE_TICK if stamp is not None else None
-        try:  # noqa: SIM105  (per command: contextlib.suppress costs more than the rest)
-            request._bgp_floor = floor
-        except AttributeError:  # a request without a __dict__
-            pass
+    kept = getattr(request, "_bgp_floor", None)
+    if type(kept) is tuple and kept[0] is _KEPT:
+        return kept[1]
+    value = getattr(request, DISPATCHED_AT, None)
+    stamp = dispatch_stamp(value, getattr(request, "id", None)) if value is not None else None
+    floor = stamp + _ONE_TICK if stamp is not None else None
+    try:  # noqa: SIM105  (per command: contextlib.suppress costs more than the rest)
+        request._bgp_floor = (_KEPT, floor)
+    except AttributeError:  # a request without a __dict__
+        pass
     return floor
 
 
-def _facts(task: CommandTask, request: Any) -> tuple[dict[str, Any], datetime | None]:
+def _facts(task: CommandTask, request: Any) -> tuple[Any, dict[str, Any], datetime | None]:
     """What every worker event of one request repeats, read and checked once per request
-    (a command records two events or more): the event's fields (id, name, worker, retries,
-    requeues, the rest at their defaults) and the floor of its timestamp."""
+    (a command records two events or more): ``(_KEPT, the event's fields, floor)``: its
+    id, name, worker, retries and requeues, the other fields at their defaults, and the
+    floor of its timestamp."""
     facts = getattr(request, "_bgp_facts", None)
-    if facts is None:
+    if type(facts) is not tuple or facts[0] is not _KEPT:
         command_id = request.id
         retries = getattr(request, "retries", 0)
         requeues = getattr(request, REQUEUES, None)
-        facts = (CommandEvent.fields_with(
+        facts = (_KEPT, CommandEvent.fields_with(
             command_id=command_id, command_name=task.command_name,
             worker=getattr(request, "hostname", None),
             retries=retries if type(retries) is int and 0 <= retries <= MAX_COUNT
@@ -231,7 +238,7 @@ def _facts(task: CommandTask, request: Any) -> tuple[dict[str, Any], datetime | 
 def _event(task: CommandTask, status: EventStatus, request: Any = None,
            command_id: str | None = None, **fields: Any) -> CommandEvent:
     request = request if request is not None else task.request
-    common, floor = _facts(task, request)
+    _, common, floor = _facts(task, request)
     now = datetime.now(timezone.utc)
     fields["status"] = status
     fields["timestamp"] = floor if floor is not None and floor > now else now

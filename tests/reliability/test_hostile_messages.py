@@ -21,6 +21,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -343,6 +344,29 @@ def test_a_hostile_message_is_dead_lettered_and_the_worker_goes_on(hostile, scen
     if scenario.bomb:
         print(f"worker main process RSS after the bomb: {rss / 2**20:.0f} MiB")
         assert rss < RSS_LIMIT, f"worker RSS {rss / 2**20:.0f} MiB after the bomb"
+
+
+def test_headers_named_like_what_the_worker_keeps_per_message_are_not_taken_for_it(hostile):
+    """Celery makes every header of a message an attribute of its task's request, where
+    the worker's event receivers keep what one message's events share. A message whose
+    headers carry those names (``_bgp_facts``, ``_bgp_floor``) must still get its own
+    events, with its own id, name and time: no event under another command's id."""
+    hostile.ensure_worker()
+    command_id, victim, marker = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    forged = {"command_id": victim, "command_name": "forged", "worker": "forged",
+              "retries": 0, "requeues": 0}
+    future = {"__type__": "datetime", "__value__": "2999-01-01T00:00:00+00:00"}  # kombu's json
+    hostile.publish(Raw(echo_body(command_id), task_headers(
+        command_id, _bgp_facts=[forged, future], _bgp_floor=[future])), marker)
+    final = hostile.bgp.events.wait_for(command_id, timeout=GOOD_TIMEOUT)
+    assert final.status is S.PROCESSED, final
+    events = hostile.bgp.events.all(command_id)
+    assert {e.status for e in events} >= {S.PROCESSING, S.PROCESSED}, events
+    assert {e.command_name for e in events} == {ECHO.removeprefix("bgp.")}, events
+    assert "forged" not in {e.worker for e in events}, events
+    latest = datetime.now(timezone.utc) + timedelta(minutes=5)
+    assert all(e.timestamp < latest for e in events), [e.timestamp for e in events]
+    assert hostile.bgp.events.latest(victim) is None
 
 
 def test_a_compressed_command_the_app_enabled_still_runs(hostile):

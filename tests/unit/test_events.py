@@ -6,15 +6,17 @@ import os
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
-from hypothesis import given, settings
+from celery.app.task import Context
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from celery_bgp import CommandEvent, ErrorInfo, EventStatus, ImproperlyConfigured
+from celery_bgp import CommandEvent, ErrorInfo, EventStatus, ImproperlyConfigured, signals
 from celery_bgp.events import EventRecorder, repository_from_url, resolve_repository
 from celery_bgp.events.memory import MemoryEventRepository
-from celery_bgp.events.model import newest_first
+from celery_bgp.events.model import event_problem, newest_first
 from celery_bgp.events.repository import EventRepository
 from celery_bgp.signals import worker_timestamp
 
@@ -45,6 +47,36 @@ def test_worker_events_never_predate_the_dispatch_stamp():
 
     stamped = worker_timestamp(Request())
     assert stamped > datetime.now(timezone.utc) + timedelta(minutes=4)
+
+
+_HEADER_VALUES = st.recursive(  # what a message's JSON headers decode to (kombu adds datetimes)
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+    | st.datetimes(timezones=st.just(timezone.utc)),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=6),
+    max_leaves=12)
+_FORGED = {"command_id": "victim", "command_name": "forged", "worker": "forged",
+           "retries": 0, "requeues": 0}
+_FUTURE = datetime(2999, 1, 1, tzinfo=timezone.utc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(facts=_HEADER_VALUES, floor=_HEADER_VALUES)
+@example(facts=[_FORGED, _FUTURE], floor=[_FUTURE])  # the receivers' own layouts
+@example(facts=["victim", "forged", "forged", 0, 0, _FUTURE], floor=_FUTURE)
+def test_headers_named_like_what_the_receivers_keep_never_shape_an_event(facts, floor):
+    """Celery makes a message's headers attributes of its request, where the event
+    receivers keep a request's facts: headers of those names change none of its events."""
+    request = Context({"id": "cmd-1", "hostname": "w@h", "retries": 1, "_bgp_facts": facts,
+                       "_bgp_floor": floor})
+    task = SimpleNamespace(command_name="tests.Echo", request=request)
+    before = datetime.now(timezone.utc)
+    for status in (S.PROCESSING, S.PROCESSED):
+        event = signals._event(task, status, request)
+        assert (event.command_id, event.command_name, event.worker, event.retries) == (
+            "cmd-1", "tests.Echo", "w@h", 1)
+        assert before <= event.timestamp <= datetime.now(timezone.utc)
+        assert event_problem(event) is None
 
 
 def test_event_json_round_trip():
